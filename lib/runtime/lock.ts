@@ -1,0 +1,57 @@
+/**
+ * One run per job and shard at a time: a session-level PostgreSQL advisory lock,
+ * taken without waiting. A manual run started while the scheduled one works (or two
+ * overlapping schedules) sees the lock held and exits at once. The unique keys in
+ * the product schema still guard against duplicates underneath it.
+ *
+ * On PostgreSQL the lock lives on a connection of its own, held for the whole run,
+ * so it is released if the process dies. PGlite has one connection (and one process,
+ * by its lock file), so the lock is taken on it.
+ */
+import zlib from 'node:zlib';
+import type { Knex } from 'knex';
+import type { Database } from '../db/connect.ts';
+
+/** First key of the two-int advisory lock: "EXIT" in ASCII, the suite's namespace. */
+const LOCK_NAMESPACE = 0x45584954;
+
+/** The second key: a stable 31-bit hash of job and shard. */
+export function lockKey(job: string, shardIndex: number): number {
+  return zlib.crc32(`${job}:${shardIndex}`) & 0x7fffffff;
+}
+
+export interface RunLock {
+  release(): Promise<void>;
+}
+
+/** Tries to take the lock; returns null when another run holds it. */
+export async function tryLock(db: Database, job: string, shardIndex: number): Promise<RunLock | null> {
+  const key = lockKey(job, shardIndex);
+  if (db.kind === 'pglite') {
+    const ok = await tryOn(db.knex, key);
+    return ok ? { release: async () => void (await db.knex.raw('select pg_advisory_unlock(?, ?)', [LOCK_NAMESPACE, key])) } : null;
+  }
+  // A connection held outside the pool's rotation for the run's lifetime.
+  const client = db.knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
+  const connection = await client.acquireConnection();
+  const release = async () => {
+    try {
+      await db.knex.raw('select pg_advisory_unlock(?, ?)', [LOCK_NAMESPACE, key]).connection(connection);
+    } finally {
+      await client.releaseConnection(connection);
+    }
+  };
+  let ok = false;
+  try {
+    const { rows } = await db.knex.raw<{ rows: Array<{ ok: boolean }> }>('select pg_try_advisory_lock(?, ?) as ok', [LOCK_NAMESPACE, key]).connection(connection);
+    ok = rows[0]!.ok;
+  } finally {
+    if (!ok) await client.releaseConnection(connection);
+  }
+  return ok ? { release } : null;
+}
+
+async function tryOn(knex: Knex, key: number): Promise<boolean> {
+  const { rows } = await knex.raw<{ rows: Array<{ ok: boolean }> }>('select pg_try_advisory_lock(?, ?) as ok', [LOCK_NAMESPACE, key]);
+  return rows[0]!.ok;
+}
