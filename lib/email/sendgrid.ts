@@ -1,0 +1,114 @@
+/**
+ * The SendGrid transport, over @sendgrid/mail. It uses its own MailService and
+ * Client instances (never the module's singletons), so that two services in one
+ * process (tests with different URLs and keys) do not share settings. SendGrid's
+ * library has no retries and no timeout of its own: the timeout is set on its
+ * client here, retries live in the email service. Errors are translated into
+ * TransientError (429, 5xx, network, timeout; with the wait the API asked for) and
+ * PermanentError (any other 4xx), with secrets never in their messages.
+ */
+import { Client } from '@sendgrid/client';
+import { MailService } from '@sendgrid/mail';
+import { PermanentError, TransientError } from '../errors.ts';
+import { redact } from '../telemetry/redact.ts';
+import type { Transport, TransportMessage } from './transport.ts';
+
+export interface SendGridOptions {
+  apiKey: string;
+  /** Base URL, e.g. https://api.sendgrid.com (tests: loopback). */
+  baseUrl: string;
+  /** Timeout of one request, in ms. */
+  timeoutMs: number;
+}
+
+/** Network error codes (axios, Node) that are worth another attempt. */
+const NETWORK_CODES = new Set(['ECONNABORTED', 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ERR_NETWORK', 'ERR_SOCKET_CONNECTION_TIMEOUT', 'ECANCELED']);
+
+export class SendGridTransport implements Transport {
+  readonly name = 'sendgrid';
+  private readonly mail: MailService;
+
+  constructor(options: SendGridOptions) {
+    const client = new Client();
+    // setApiKey also resets baseUrl to SendGrid's, so the base URL comes after it.
+    client.setApiKey(options.apiKey);
+    client.setDefaultRequest('baseUrl', options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
+    // axios's own timeout; the request options type of @sendgrid/helpers does not list it.
+    client.setDefaultRequest({ timeout: options.timeoutMs } as unknown as Parameters<Client['setDefaultRequest']>[0]);
+    this.mail = new MailService();
+    this.mail.setClient(client);
+  }
+
+  async send(m: TransportMessage): Promise<{ messageId: string | null }> {
+    try {
+      const [response] = await this.mail.send({
+        to: m.to,
+        from: m.from,
+        subject: m.subject,
+        text: m.text,
+        html: m.html,
+        categories: m.categories,
+        customArgs: m.customArgs,
+        headers: m.headers,
+      });
+      const id = headerValue(response.headers, 'x-message-id');
+      return { messageId: id ?? null };
+    } catch (err) {
+      throw translate(err);
+    }
+  }
+}
+
+function headerValue(headers: unknown, name: string): string | undefined {
+  if (!headers || typeof headers !== 'object') return undefined;
+  const h = headers as Record<string, unknown> & { get?: (n: string) => unknown };
+  const v = typeof h.get === 'function' ? h.get(name) : (h[name] ?? h[name.toLowerCase()]);
+  if (Array.isArray(v)) return v[0] !== undefined ? String(v[0]) : undefined;
+  return v === undefined || v === null ? undefined : String(v);
+}
+
+/**
+ * How long the API asked us to wait: `Retry-After` (seconds or an HTTP date), else
+ * `X-RateLimit-Reset` (epoch seconds). Undefined when it did not say.
+ */
+export function retryAfterMs(headers: unknown, nowMs = Date.now()): number | undefined {
+  const retryAfter = headerValue(headers, 'retry-after');
+  if (retryAfter !== undefined) {
+    const seconds = Number(retryAfter);
+    if (Number.isFinite(seconds)) return Math.max(0, seconds * 1000);
+    const at = Date.parse(retryAfter);
+    if (Number.isFinite(at)) return Math.max(0, at - nowMs);
+  }
+  const reset = Number(headerValue(headers, 'x-ratelimit-reset'));
+  if (Number.isFinite(reset) && reset > 0) return Math.max(0, reset * 1000 - nowMs);
+  return undefined;
+}
+
+/** The first error message SendGrid gave in its body, if any. */
+function apiMessage(body: unknown): string | undefined {
+  const errors = (body as { errors?: Array<{ message?: unknown; field?: unknown }> } | undefined)?.errors;
+  const first = Array.isArray(errors) ? errors[0] : undefined;
+  if (!first || typeof first.message !== 'string') return undefined;
+  return typeof first.field === 'string' && first.field ? `${first.message} (${first.field})` : first.message;
+}
+
+/** Translates an error of @sendgrid/mail (a ResponseError, or axios's) into the suite's words. */
+export function translate(err: unknown): Error {
+  const e = err as { code?: unknown; message?: string; response?: { headers?: unknown; body?: unknown } };
+  if (typeof e.code === 'number') {
+    const status = e.code;
+    const detail = apiMessage(e.response?.body) ?? e.message ?? '';
+    const message = redact(`SendGrid answered ${status}${detail ? `: ${detail}` : ''}`);
+    if (status === 429 || status >= 500) {
+      const t = new TransientError(message, { cause: err });
+      const wait = retryAfterMs(e.response?.headers);
+      if (wait !== undefined) t.retryAfterMs = wait;
+      return t;
+    }
+    return new PermanentError(message, { cause: err });
+  }
+  const code = typeof e.code === 'string' ? e.code : undefined;
+  const message = redact(`SendGrid unreachable: ${code ? `${code} ` : ''}${e.message ?? String(err)}`);
+  if (code === undefined || NETWORK_CODES.has(code)) return new TransientError(message, { cause: err });
+  return new PermanentError(message, { cause: err });
+}

@@ -1,0 +1,243 @@
+/**
+ * The email service every job uses. One `send()` per email: it claims the email's
+ * idempotency key in email_log (the unique key decides, so a rerun or a racing run
+ * never sends twice), hands the message to the transport (SendGrid, or the outbox
+ * folder when no API key is set) with a timeout, retries with backoff and jitter on
+ * 429/5xx/network errors (honouring Retry-After / X-RateLimit-Reset), never on other
+ * 4xx, at most `config.email.concurrency` in flight, and records the outcome.
+ *
+ * Who owns what: the job creates the service and closes it (close waits for the
+ * emails in flight). Preferences and caps are the caller's decision (it knows the
+ * rules of its email type); it passes `suppress` and the service records SUPPRESSED.
+ *
+ * In a dry run the service does all its database work (inside the run's rolled-back
+ * transaction) and reports what would happen, but no message reaches a transport.
+ */
+import { setTimeout as delay } from 'node:timers/promises';
+import type { Knex } from 'knex';
+import PQueue from 'p-queue';
+import pRetry, { AbortError } from 'p-retry';
+import type { Config } from '../config.ts';
+import { PermanentError, TransientError, messageOf } from '../errors.ts';
+import { failStalePending, findEmailLog, insertEmailLog, markFailed, markSent, OUTCOME_UNKNOWN, reclaimFailed, type EmailLogType } from '../sql/email-log.ts';
+import type { Logger } from '../telemetry/log.ts';
+import { redact } from '../telemetry/redact.ts';
+import { OutboxTransport } from './outbox.ts';
+import { SendGridTransport } from './sendgrid.ts';
+import type { Transport } from './transport.ts';
+
+export type EmailType = 'DRIFT_REPORT' | 'INACTIVITY_NUDGE';
+
+export interface OutgoingEmail {
+  type: EmailType;
+  /** Unique per email ever meant to be sent, e.g. `inactivity:{userId}:{signalId}:{severity}`. */
+  idempotencyKey: string;
+  userId: string | null;
+  to: string;
+  subject: string;
+  html: string;
+  text: string;
+}
+
+/**
+ * - `sent`: delivered to the transport now (in a dry run: would be).
+ * - `suppressed`: recorded SUPPRESSED now (preferences or cap), nothing sent.
+ * - `already`: the key was settled earlier (SENT or SUPPRESSED), or its earlier
+ *   attempt has an unknown outcome (FAILED "outcome unknown", or still PENDING in
+ *   another run): never sent again automatically.
+ * - `failed`: the attempt failed (retries exhausted, or a permanent 4xx); the row is
+ *   FAILED with the error and a later run may retry it.
+ */
+export type SendOutcome = 'sent' | 'suppressed' | 'already' | 'failed';
+
+export interface SendResult {
+  outcome: SendOutcome;
+  /** status in email_log after the call */
+  status: 'SENT' | 'SUPPRESSED' | 'FAILED' | 'PENDING';
+  error?: string;
+}
+
+export interface EmailService {
+  /** suppress: record SUPPRESSED in email_log (preferences or cap) and send nothing. */
+  send(email: OutgoingEmail, options?: { suppress?: 'preferences' | 'cap' }): Promise<SendResult>;
+  /**
+   * Marks PENDING rows left by a run that stopped mid-send as FAILED "outcome
+   * unknown" (they may have been delivered, so they are never resent) and returns
+   * how many. `send()` does it once by itself before its first email; call it
+   * earlier to report the count.
+   */
+  recoverStale(): Promise<number>;
+  /** Waits for the emails in flight; idempotent. */
+  close(): Promise<void>;
+  /** The transport in use: `sendgrid` or `outbox`. */
+  readonly transport: string;
+}
+
+export interface EmailServiceDeps {
+  config: Config;
+  /** The database (the run's transaction in a dry run). */
+  db: Knex;
+  log: Logger;
+  dryRun: boolean;
+  /** The run's clock: email_log times are written with it. */
+  now: Date;
+  /** Email types whose stale PENDING rows this service may sweep. @defaultValue all */
+  types?: EmailType[];
+  /** A PENDING row older than this is stale. @defaultValue 1 hour */
+  staleAfterMs?: number;
+  /** First retry delay (doubles each time, with jitter). @defaultValue 1000 */
+  retryMinDelayMs?: number;
+  /** Longest wait between attempts, also the cap on Retry-After. @defaultValue 60000 */
+  retryMaxDelayMs?: number;
+  /** Aborted on SIGTERM: no more retries (the email is recorded FAILED, retried next run). */
+  signal?: AbortSignal;
+  /** A transport to use instead of the configured one (tests). */
+  transport?: Transport;
+}
+
+/** SendGrid category of each email type. */
+const CATEGORIES: Record<EmailType, string> = {
+  DRIFT_REPORT: 'drift-report',
+  INACTIVITY_NUDGE: 'inactivity-nudge',
+};
+
+/** The one-click unsubscribe endpoint (RFC 8058) for the email logged as `logId`. */
+export function oneClickUnsubscribeUrl(appBaseUrl: string, logId: string): string {
+  return `${appBaseUrl}/email/unsubscribe?token=${encodeURIComponent(logId)}`;
+}
+
+/** Creates the email service; the caller owns it and calls `close()`. */
+export function createEmailService(deps: EmailServiceDeps): EmailService {
+  const { config, db, log, dryRun, now } = deps;
+  const transport: Transport =
+    deps.transport ??
+    (config.email.sendgridApiKey
+      ? new SendGridTransport({ apiKey: config.email.sendgridApiKey, baseUrl: config.email.sendgridApiUrl, timeoutMs: config.email.timeoutMs })
+      : new OutboxTransport(config.email.outboxDir, now));
+  const queue = new PQueue({ concurrency: config.email.concurrency });
+  const minDelay = deps.retryMinDelayMs ?? 1000;
+  const maxDelay = deps.retryMaxDelayMs ?? 60_000;
+  const signal = deps.signal ?? new AbortController().signal;
+  let stale: Promise<number> | undefined;
+  let closed = false;
+
+  const recoverStale = (): Promise<number> => {
+    stale ??= (async () => {
+      const before = new Date(now.getTime() - (deps.staleAfterMs ?? 3_600_000));
+      const n = await failStalePending(db, before, now, deps.types as EmailLogType[] | undefined);
+      if (n) log.warn('email:outcome-unknown', { count: n, message: `${n} email(s) left PENDING by a stopped run marked FAILED (${OUTCOME_UNKNOWN}); not resent` });
+      return n;
+    })();
+    return stale;
+  };
+
+  /** Delivers one message through the transport, with retries; returns the provider's id. */
+  const deliver = async (email: OutgoingEmail, logId: string): Promise<string | null> => {
+    const message = {
+      to: email.to,
+      from: config.email.from,
+      subject: email.subject,
+      html: email.html,
+      text: email.text,
+      categories: [CATEGORIES[email.type]],
+      customArgs: { idempotency_key: email.idempotencyKey, email_type: email.type, email_log_id: logId },
+      headers: {
+        'List-Unsubscribe': `<${oneClickUnsubscribeUrl(config.appBaseUrl, logId)}>`,
+        'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+      },
+      idempotencyKey: email.idempotencyKey,
+    };
+    const result = await queue.add(() =>
+      pRetry(
+        async () => {
+          try {
+            return await transport.send(message);
+          } catch (err) {
+            // p-retry retries anything but an AbortError: stop at once on a permanent failure.
+            if (err instanceof PermanentError) throw new AbortError(err);
+            throw err;
+          }
+        },
+        {
+          retries: config.email.maxRetries,
+          minTimeout: minDelay,
+          maxTimeout: maxDelay,
+          factor: 2,
+          randomize: true,
+          signal,
+          shouldRetry: ({ error }) => error instanceof TransientError,
+          onFailedAttempt: async ({ error, attemptNumber, retriesLeft, retryDelay }) => {
+            const asked = error instanceof TransientError ? error.retryAfterMs : undefined;
+            log.warn('email:retry', { key: email.idempotencyKey, attempt: attemptNumber, retriesLeft, error: redact(error.message), retryAfterMs: asked });
+            // The API said how long to wait: wait at least that long (capped), on top of
+            // the backoff p-retry applies next.
+            if (asked !== undefined && retriesLeft > 0 && asked > retryDelay) await sleep(Math.min(asked, maxDelay) - retryDelay, signal);
+          },
+        },
+      ),
+    );
+    return result?.messageId ?? null;
+  };
+
+  const send = async (email: OutgoingEmail, options: { suppress?: 'preferences' | 'cap' } = {}): Promise<SendResult> => {
+    if (closed) throw new Error('the email service is closed');
+    await recoverStale();
+    const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
+
+    if (options.suppress) {
+      const id = await insertEmailLog(db, { userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, status: 'SUPPRESSED', error: `suppressed: ${options.suppress}` }, now);
+      if (id) {
+        log.debug('email:suppressed', { ...fields, reason: options.suppress });
+        return { outcome: 'suppressed', status: 'SUPPRESSED' };
+      }
+      return settledBefore(email);
+    }
+
+    let logId = await insertEmailLog(db, { userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, status: 'PENDING' }, now);
+    if (!logId) {
+      logId = await reclaimFailed(db, email.idempotencyKey, now);
+      if (!logId) return settledBefore(email);
+      log.info('email:retrying-failed', fields);
+    }
+
+    if (dryRun) {
+      log.debug('email:would-send', { ...fields, transport: transport.name });
+      return { outcome: 'sent', status: 'SENT' };
+    }
+    try {
+      const messageId = await deliver(email, logId);
+      await markSent(db, logId, messageId, now);
+      log.info('email:sent', { ...fields, transport: transport.name, messageId });
+      return { outcome: 'sent', status: 'SENT' };
+    } catch (err) {
+      const error = redact(messageOf(err instanceof AbortError ? (err.originalError ?? err) : err)).slice(0, 500);
+      await markFailed(db, logId, error);
+      log.error('email:failed', { ...fields, transport: transport.name, error });
+      return { outcome: 'failed', status: 'FAILED', error };
+    }
+  };
+
+  /** The answer for a key that already has a row nobody may take now. */
+  const settledBefore = async (email: OutgoingEmail): Promise<SendResult> => {
+    const row = await findEmailLog(db, email.idempotencyKey);
+    if (!row) throw new Error(`email_log row for ${email.idempotencyKey} vanished`);
+    log.debug('email:already', { key: email.idempotencyKey, status: row.status });
+    return { outcome: 'already', status: row.status, ...(row.error ? { error: row.error } : {}) };
+  };
+
+  return {
+    transport: transport.name,
+    send,
+    recoverStale,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await queue.onIdle();
+    },
+  };
+}
+
+/** Waits, or stops waiting when the run is asked to stop. */
+async function sleep(ms: number, signal: AbortSignal): Promise<void> {
+  await delay(ms, undefined, { signal }).catch(() => undefined);
+}

@@ -1,0 +1,183 @@
+/**
+ * The shared email layout: a header with the brand, the body, and a footer with
+ * the unsubscribe and preferences links, in the markup that common mail clients
+ * render alike (Gmail, Outlook, Apple Mail): nested tables, inline styles, a
+ * 600px column that shrinks to the screen on phones, no web fonts, no scripts.
+ * Each email has a plain-text twin.
+ *
+ * "Compiled once": the static shell (everything but the content) is built when this
+ * module loads; rendering an email only fills its slots. Every value that came from
+ * data goes through `escapeHtml` here or in the template that uses these helpers.
+ */
+import escapeHtml from 'escape-html';
+
+export { escapeHtml };
+
+/** Colours and fonts, in one place. */
+export const THEME = {
+  brand: '#1f3a5f',
+  accent: '#2f7d5b',
+  text: '#1f2933',
+  muted: '#616e7c',
+  border: '#e4e7eb',
+  background: '#f5f7fa',
+  card: '#ffffff',
+  font: "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif",
+} as const;
+
+/** What an email puts into the layout. */
+export interface LayoutContent {
+  /** The <title> and the heading. */
+  title: string;
+  /** The preview line mail clients show next to the subject (hidden in the body). */
+  preheader: string;
+  /** Body HTML, already escaped (build it with the helpers below). */
+  bodyHtml: string;
+  /** Body as plain text. */
+  bodyText: string;
+  /** APP_BASE_URL. */
+  appBaseUrl: string;
+  /** Where "Unsubscribe" goes (see `unsubscribeUrl`). */
+  unsubscribeUrl: string;
+  /** Why the reader gets this email, one sentence (footer). */
+  reason: string;
+}
+
+/** The page in the app where a user turns an email type off (and everything off). */
+export function unsubscribeUrl(appBaseUrl: string, type: 'DRIFT_REPORT' | 'INACTIVITY_NUDGE'): string {
+  return `${appBaseUrl}/settings/notifications?unsubscribe=${type === 'DRIFT_REPORT' ? 'drift_reports' : 'inactivity_nudges'}`;
+}
+
+/** Where users manage all their email preferences. */
+export function preferencesUrl(appBaseUrl: string): string {
+  return `${appBaseUrl}/settings/notifications`;
+}
+
+const SLOT = /\{\{(\w+)\}\}/g;
+
+/** Splits a template once into literal parts and slot names, so filling it is a join. */
+function compile(template: string): (values: Record<string, string>) => string {
+  const parts: Array<string | { slot: string }> = [];
+  let last = 0;
+  for (const m of template.matchAll(SLOT)) {
+    parts.push(template.slice(last, m.index));
+    parts.push({ slot: m[1]! });
+    last = m.index + m[0].length;
+  }
+  parts.push(template.slice(last));
+  return (values) => parts.map((p) => (typeof p === 'string' ? p : (values[p.slot] ?? ''))).join('');
+}
+
+const SHELL = compile(`<!DOCTYPE html>
+<html lang="en" xmlns="http://www.w3.org/1999/xhtml">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<meta name="x-apple-disable-message-reformatting">
+<meta name="color-scheme" content="light">
+<title>{{title}}</title>
+<style>
+  @media only screen and (max-width: 620px) {
+    .container { width: 100% !important; }
+    .px { padding-left: 20px !important; padding-right: 20px !important; }
+  }
+</style>
+</head>
+<body style="margin:0;padding:0;background-color:${THEME.background};">
+<div style="display:none;max-height:0;overflow:hidden;mso-hide:all;font-size:1px;line-height:1px;color:${THEME.background};">{{preheader}}</div>
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="background-color:${THEME.background};">
+  <tr>
+    <td align="center" style="padding:24px 12px;">
+      <table role="presentation" class="container" width="600" cellpadding="0" cellspacing="0" border="0" style="width:600px;max-width:600px;">
+        <tr>
+          <td class="px" style="background-color:${THEME.brand};padding:20px 32px;border-radius:8px 8px 0 0;">
+            <a href="{{appBaseUrl}}" style="font-family:${THEME.font};font-size:20px;font-weight:700;color:#ffffff;text-decoration:none;">Exit OSx</a>
+          </td>
+        </tr>
+        <tr>
+          <td class="px" style="background-color:${THEME.card};padding:32px;font-family:${THEME.font};font-size:16px;line-height:24px;color:${THEME.text};">
+            <h1 style="margin:0 0 16px 0;font-family:${THEME.font};font-size:24px;line-height:32px;font-weight:700;color:${THEME.text};">{{title}}</h1>
+{{body}}
+          </td>
+        </tr>
+        <tr>
+          <td class="px" style="background-color:${THEME.card};border-top:1px solid ${THEME.border};padding:20px 32px;border-radius:0 0 8px 8px;font-family:${THEME.font};font-size:12px;line-height:18px;color:${THEME.muted};">
+            {{reason}}<br>
+            <a href="{{unsubscribeUrl}}" style="color:${THEME.muted};text-decoration:underline;">Unsubscribe</a>
+            &nbsp;&middot;&nbsp;
+            <a href="{{preferencesUrl}}" style="color:${THEME.muted};text-decoration:underline;">Email preferences</a><br>
+            Exit OSx &middot; helping owners build a business buyers want.
+          </td>
+        </tr>
+      </table>
+    </td>
+  </tr>
+</table>
+</body>
+</html>
+`);
+
+const TEXT_SHELL = compile(`EXIT OSX
+
+{{title}}
+
+{{body}}
+
+--
+{{reason}}
+Unsubscribe: {{unsubscribeUrl}}
+Email preferences: {{preferencesUrl}}
+`);
+
+/** Puts content into the layout; returns the HTML and plain-text versions. */
+export function renderLayout(c: LayoutContent): { html: string; text: string } {
+  const html = SHELL({
+    title: escapeHtml(c.title),
+    preheader: escapeHtml(c.preheader),
+    body: c.bodyHtml,
+    appBaseUrl: escapeHtml(c.appBaseUrl),
+    unsubscribeUrl: escapeHtml(c.unsubscribeUrl),
+    preferencesUrl: escapeHtml(preferencesUrl(c.appBaseUrl)),
+    reason: escapeHtml(c.reason),
+  });
+  const text = TEXT_SHELL({
+    title: c.title,
+    body: c.bodyText.trim(),
+    unsubscribeUrl: c.unsubscribeUrl,
+    preferencesUrl: preferencesUrl(c.appBaseUrl),
+    reason: c.reason,
+  });
+  return { html, text };
+}
+
+/** A paragraph of escaped text. */
+export function paragraph(text: string): string {
+  return `<p style="margin:0 0 16px 0;">${escapeHtml(text)}</p>`;
+}
+
+/** A call-to-action button (a table, so Outlook draws it too). */
+export function button(href: string, label: string): string {
+  return `<table role="presentation" cellpadding="0" cellspacing="0" border="0" style="margin:24px 0;">
+  <tr>
+    <td align="center" bgcolor="${THEME.accent}" style="border-radius:6px;background-color:${THEME.accent};">
+      <a href="${escapeHtml(href)}" style="display:inline-block;padding:14px 28px;font-family:${THEME.font};font-size:16px;font-weight:700;line-height:20px;color:#ffffff;text-decoration:none;border-radius:6px;">${escapeHtml(label)}</a>
+    </td>
+  </tr>
+</table>`;
+}
+
+/** A bordered card (one per company, per section). `innerHtml` is already escaped. */
+export function card(innerHtml: string): string {
+  return `<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="margin:0 0 16px 0;border:1px solid ${THEME.border};border-radius:6px;">
+  <tr>
+    <td style="padding:16px 20px;font-family:${THEME.font};font-size:15px;line-height:22px;color:${THEME.text};">
+${innerHtml}
+    </td>
+  </tr>
+</table>`;
+}
+
+/** Muted small text. */
+export function muted(text: string): string {
+  return `<span style="color:${THEME.muted};font-size:14px;">${escapeHtml(text)}</span>`;
+}

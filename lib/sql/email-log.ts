@@ -1,0 +1,116 @@
+/**
+ * email_log and email_preferences: the record of every email the platform sends or
+ * deliberately does not send, and what each user asked for. The unique
+ * `idempotency_key` is what keeps a rerun (or a racing run) from sending an email
+ * twice: a key is claimed by inserting its row, and `ON CONFLICT DO NOTHING` makes
+ * the database, not a read before the write, decide who owns it.
+ *
+ * Status lifecycle: PENDING (claimed, about to go to the transport) → SENT or
+ * FAILED; SUPPRESSED (preferences, caps) is written directly. A FAILED row whose
+ * error is known may be claimed back to PENDING by a later run; a FAILED row whose
+ * error starts with `outcome unknown` (a PENDING row left by a run that stopped
+ * mid-send) is never claimed back: it may have been delivered.
+ */
+import type { Knex } from 'knex';
+
+export type EmailLogStatus = 'PENDING' | 'SENT' | 'FAILED' | 'SUPPRESSED';
+export type EmailLogType = 'DRIFT_REPORT' | 'INACTIVITY_NUDGE';
+
+/** Prefix of the error of a row whose delivery is unknown (never resent automatically). */
+export const OUTCOME_UNKNOWN = 'outcome unknown';
+
+export interface EmailLogRow {
+  id: string;
+  status: EmailLogStatus;
+  error: string | null;
+}
+
+export interface NewEmailLog {
+  userId: string | null;
+  to: string;
+  type: EmailLogType;
+  idempotencyKey: string;
+  status: 'PENDING' | 'SUPPRESSED';
+  error?: string | null;
+}
+
+/**
+ * Claims a key by inserting its row (PENDING, or SUPPRESSED with the reason in
+ * `error`). Returns the new row's id, or null when the key already has a row.
+ */
+export async function insertEmailLog(db: Knex, e: NewEmailLog, now: Date): Promise<string | null> {
+  const { rows } = await db.raw<{ rows: Array<{ id: string }> }>(
+    `insert into email_log (user_id, to_email, email_type, idempotency_key, status, error, created_at)
+     values (?, ?, ?, ?, ?, ?, ?)
+     on conflict (idempotency_key) do nothing
+     returning id`,
+    [e.userId, e.to, e.type, e.idempotencyKey, e.status, e.error ?? null, now],
+  );
+  return rows[0]?.id ?? null;
+}
+
+/** The row of a key, if any. */
+export async function findEmailLog(db: Knex, idempotencyKey: string): Promise<EmailLogRow | undefined> {
+  return db('email_log').select('id', 'status', 'error').where({ idempotency_key: idempotencyKey }).first();
+}
+
+/**
+ * Takes a FAILED row with a known error back to PENDING for another attempt,
+ * atomically: of two runs racing for it, only one gets the row. `created_at` is
+ * moved to `now` so that the stale-PENDING sweep measures this attempt, not the
+ * first one. Returns the row id, or null when it was not claimable.
+ */
+export async function reclaimFailed(db: Knex, idempotencyKey: string, now: Date): Promise<string | null> {
+  const rows: Array<{ id: string }> = await db('email_log')
+    .where({ idempotency_key: idempotencyKey, status: 'FAILED' })
+    .whereRaw(`coalesce(error, '') not like ?`, [`${OUTCOME_UNKNOWN}%`])
+    .update({ status: 'PENDING', error: null, created_at: now })
+    .returning(['id']);
+  return rows[0]?.id ?? null;
+}
+
+/** Marks a claimed row SENT. */
+export async function markSent(db: Knex, id: string, providerMessageId: string | null, now: Date): Promise<void> {
+  // A stale sweep of another run may have marked this in-flight row "outcome
+  // unknown" meanwhile; the real outcome wins.
+  await db('email_log')
+    .where({ id })
+    .whereIn('status', ['PENDING', 'FAILED'])
+    .update({ status: 'SENT', provider_message_id: providerMessageId, sent_at: now, error: null });
+}
+
+/** Marks a claimed row FAILED with a (redacted, short) error. */
+export async function markFailed(db: Knex, id: string, error: string): Promise<void> {
+  await db('email_log').where({ id }).whereIn('status', ['PENDING', 'FAILED']).update({ status: 'FAILED', error: error.slice(0, 1000) });
+}
+
+/**
+ * Marks PENDING rows older than `before` FAILED with an "outcome unknown" error:
+ * the run that claimed them stopped between the claim and the provider's answer.
+ * Returns how many it marked.
+ */
+export async function failStalePending(db: Knex, before: Date, now: Date, types?: EmailLogType[]): Promise<number> {
+  const q = db('email_log').where('status', 'PENDING').where('created_at', '<', before);
+  if (types?.length) q.whereIn('email_type', types);
+  return q.update({ status: 'FAILED', error: `${OUTCOME_UNKNOWN}: the run sending it stopped before the provider answered (found PENDING at ${now.toISOString()}); not resent automatically` });
+}
+
+/** What a user allows (no row = everything). */
+export interface EmailPreferences {
+  driftReports: boolean;
+  inactivityNudges: boolean;
+  unsubscribedAll: boolean;
+}
+
+export const DEFAULT_PREFERENCES: EmailPreferences = { driftReports: true, inactivityNudges: true, unsubscribedAll: false };
+
+/** Preferences of many users at once; users without a row get the defaults. */
+export async function preferencesFor(db: Knex, userIds: string[]): Promise<Map<string, EmailPreferences>> {
+  const out = new Map<string, EmailPreferences>(userIds.map((id) => [id, DEFAULT_PREFERENCES]));
+  if (!userIds.length) return out;
+  const rows: Array<{ user_id: string; drift_reports: boolean; inactivity_nudges: boolean; unsubscribed_all: boolean }> = await db('email_preferences')
+    .select('user_id', 'drift_reports', 'inactivity_nudges', 'unsubscribed_all')
+    .whereIn('user_id', userIds);
+  for (const r of rows) out.set(r.user_id, { driftReports: r.drift_reports, inactivityNudges: r.inactivity_nudges, unsubscribedAll: r.unsubscribed_all });
+  return out;
+}
