@@ -11,6 +11,8 @@ import type { JobName } from '../runtime/job.ts';
 import { runJob } from '../runtime/run.ts';
 import { installShutdown } from '../runtime/shutdown.ts';
 import { createLogger, type Logger } from '../telemetry/log.ts';
+import { createMetricsPublisher } from '../telemetry/metrics.ts';
+import { startTracing, traceCommand } from '../telemetry/tracing.ts';
 import { redact, registerSecrets } from '../telemetry/redact.ts';
 import { parseCompany, parseLimit, parseNow, parsePeriod, toRunOptions } from './flags.ts';
 import { migrateCommand, runsCommand } from './commands.ts';
@@ -53,11 +55,17 @@ export async function main(argv: string[], io: MainIo): Promise<number> {
   const runJobCommand = async (name: JobName, raw: Record<string, unknown>) => {
     const c = config();
     const shutdown = installShutdown(() => log);
+    // Tracing starts before the job's modules load and is flushed (bounded) on every path.
+    const tracing = await startTracing(c, { job: name, log });
     try {
       const def = await JOBS[name]();
-      const result = await runJob(def, toRunOptions(raw), { config: c, log: log!, signal: shutdown.signal, ...(io.stdout ? { stdout: io.stdout } : {}) });
+      const publishers = [createMetricsPublisher(c)];
+      const result = await traceCommand(name, c.shard, () =>
+        runJob(def, toRunOptions(raw), { config: c, log: log!, signal: shutdown.signal, publishers, ...(io.stdout ? { stdout: io.stdout } : {}) }),
+      );
       exitCode = result.exitCode;
     } finally {
+      await tracing.shutdown();
       shutdown.dispose();
     }
   };
