@@ -1,0 +1,229 @@
+/**
+ * The monthly drift report email (generate-drift-reports): the company and month,
+ * the BRI with its change (colour and arrow), the six categories start → end as
+ * table-drawn bars (no images, no scripts: Gmail, Outlook and Apple Mail draw them
+ * alike), the top movers, tasks and signals, valuation and financials when there
+ * are any, the narrative, and a button to the app; plus the plain-text twin.
+ * Rendered from the stored report JSON alone, so an email still owed for an older
+ * report renders the same as it would have on the day.
+ */
+import { Dec, formatDelta, formatMoney, formatMoneyChange, formatPercent, formatScore } from '../../drift/decimal.ts';
+import { CATEGORY_LABELS } from '../../drift/narrative.ts';
+import { monthName, periodOf } from '../../drift/period.ts';
+import type { CategoryMovement, Direction, DriftReport } from '../../drift/report.ts';
+import { button, card, escapeHtml, muted, paragraph, renderLayout, THEME, unsubscribeUrl } from './layout.ts';
+
+/** Template version, recorded with the email (bump when the wording changes). */
+export const DRIFT_REPORT_TEMPLATE_VERSION = 'drift-report/v1';
+
+export interface DriftEmailRecipient {
+  name: string | null;
+}
+
+export interface RenderedDriftEmail {
+  subject: string;
+  html: string;
+  text: string;
+}
+
+const COLORS = { up: '#2f7d5b', down: '#c0392b', flat: THEME.muted, startBar: '#c5cdd6', track: '#eef1f4' } as const;
+const BAR_WIDTH = 160;
+
+/** The link to the report in the app. */
+export function reportUrl(appBaseUrl: string, report: DriftReport): string {
+  return `${appBaseUrl}/companies/${encodeURIComponent(report.company.id)}/drift-reports/${report.period.month}`;
+}
+
+function tone(delta: string | null, direction?: Direction): { color: string; arrow: string; word: string } {
+  if (direction === 'NO_DATA') return { color: COLORS.flat, arrow: '', word: 'Not scored yet' };
+  if (direction === 'IMPROVING' || (!direction && delta && new Dec(delta).gt(0))) return { color: COLORS.up, arrow: '▲', word: 'Improving' };
+  if (direction === 'DECLINING' || (!direction && delta && new Dec(delta).lt(0))) return { color: COLORS.down, arrow: '▼', word: 'Declining' };
+  return { color: COLORS.flat, arrow: '→', word: 'Stable' };
+}
+
+function previousMonthName(month: string): string {
+  const { start } = periodOf(month);
+  const prev = new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() - 1, 1));
+  return monthName(prev.toISOString().slice(0, 7));
+}
+
+function subjectOf(r: DriftReport): string {
+  const month = monthName(r.period.month);
+  const { bri } = r;
+  const lead = `${r.company.name}: your ${month} drift report`;
+  if (bri.direction === 'NO_DATA' || bri.end === null) return lead;
+  if (bri.start === null) return `${lead} (first BRI score: ${formatScore(bri.end)})`;
+  const delta = new Dec(bri.delta ?? '0');
+  if (bri.direction === 'IMPROVING') return `${lead} (BRI up ${formatScore(delta.abs().toString())} to ${formatScore(bri.end)})`;
+  if (bri.direction === 'DECLINING') return `${lead} (BRI down ${formatScore(delta.abs().toString())} to ${formatScore(bri.end)})`;
+  return `${lead} (BRI steady at ${formatScore(bri.end)})`;
+}
+
+/** A horizontal bar drawn with table cells, `score` of 100 filled in `color`. */
+function bar(score: string | null, color: string, height: number): string {
+  const filled = score === null ? 0 : Math.max(0, Math.min(BAR_WIDTH, new Dec(score).times(BAR_WIDTH).div(100).round().toNumber()));
+  const cell = (w: number, c: string) => `<td width="${w}" height="${height}" bgcolor="${c}" style="width:${w}px;height:${height}px;background-color:${c};font-size:0;line-height:0;">&nbsp;</td>`;
+  const cells = (filled > 0 ? cell(filled, color) : '') + (filled < BAR_WIDTH ? cell(BAR_WIDTH - filled, COLORS.track) : '');
+  return `<table role="presentation" width="${BAR_WIDTH}" cellpadding="0" cellspacing="0" border="0" style="width:${BAR_WIDTH}px;border-collapse:collapse;"><tr>${cells}</tr></table>`;
+}
+
+function heroHtml(r: DriftReport): string {
+  const { bri } = r;
+  const t = tone(bri.delta, bri.direction);
+  const prev = previousMonthName(r.period.month);
+  let score: string;
+  let change: string;
+  if (bri.end === null) {
+    score = `<span style="font-size:28px;line-height:36px;font-weight:700;color:${THEME.muted};">Not scored yet</span>`;
+    change = muted('Complete a BRI assessment to see where you stand.');
+  } else {
+    score = `<span style="font-size:44px;line-height:48px;font-weight:700;color:${THEME.brand};">${escapeHtml(formatScore(bri.end))}</span><span style="font-size:16px;color:${THEME.muted};"> / 100</span>`;
+    change = bri.start === null
+      ? `<span style="font-weight:700;color:${t.color};">${t.arrow} First assessment</span>`
+      : `<span style="font-weight:700;color:${t.color};">${t.arrow} ${escapeHtml(formatDelta(bri.delta!))} points</span> <span style="color:${THEME.muted};font-size:14px;">from ${escapeHtml(formatScore(bri.start))} at the end of ${escapeHtml(prev)}</span>`;
+  }
+  const badge = `<span style="display:inline-block;padding:2px 10px;border-radius:10px;background-color:${t.color};color:#ffffff;font-size:12px;font-weight:700;letter-spacing:0.5px;text-transform:uppercase;">${escapeHtml(t.word)}</span>`;
+  return card(`<div style="font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;">Buyer Readiness Index</div>
+<div style="margin:0 0 6px 0;">${score}</div>
+<div style="margin:0 0 10px 0;">${change}</div>
+${badge}`);
+}
+
+function categoryRow(c: CategoryMovement): string {
+  const t = tone(c.delta);
+  const values = c.end === null ? '—' : c.start === null ? formatScore(c.end) : `${formatScore(c.start)} → ${formatScore(c.end)}`;
+  const delta = c.delta === null ? '' : `<span style="color:${t.color};font-weight:700;">${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
+  const bars = (c.start !== null ? `<div style="margin:0 0 3px 0;">${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && !new Dec(c.delta).isZero() ? t.color : THEME.brand, 10);
+  const td = `font-family:${THEME.font};font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
+  return `<tr>
+  <td style="${td}padding-right:8px;">${escapeHtml(CATEGORY_LABELS[c.key])}</td>
+  <td width="${BAR_WIDTH}" style="${td}width:${BAR_WIDTH}px;">${bars}</td>
+  <td align="right" style="${td}padding-left:8px;white-space:nowrap;">${escapeHtml(values)}</td>
+  <td align="right" width="64" style="${td}width:64px;white-space:nowrap;">${delta}</td>
+</tr>`;
+}
+
+function categoriesHtml(r: DriftReport): string {
+  if (r.categories.every((c) => c.end === null)) return '';
+  const legend = r.categories.some((c) => c.start !== null)
+    ? `<div style="margin:8px 0 0 0;font-size:12px;color:${THEME.muted};"><span style="display:inline-block;width:12px;height:6px;background-color:${COLORS.startBar};"></span> start of month &nbsp; <span style="display:inline-block;width:12px;height:10px;background-color:${THEME.brand};"></span> end of month</div>`
+    : '';
+  const movers = r.topMovers.length
+    ? `<div style="margin:12px 0 0 0;font-size:14px;"><strong>Biggest movers:</strong> ${r.topMovers.map((m) => `${escapeHtml(CATEGORY_LABELS[m.key])} <span style="color:${tone(m.delta).color};font-weight:700;">${tone(m.delta).arrow}&nbsp;${escapeHtml(formatDelta(m.delta!))}</span>`).join(' &middot; ')}</div>`
+    : '';
+  return card(`<div style="font-size:17px;font-weight:700;margin:0 0 8px 0;">Categories</div>
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="border-collapse:collapse;">
+${r.categories.map(categoryRow).join('\n')}
+</table>${legend}${movers}`);
+}
+
+function stat(value: string, label: string, color: string = THEME.text): string {
+  return `<td align="center" width="33%" style="font-family:${THEME.font};padding:4px;">
+  <div style="font-size:26px;line-height:32px;font-weight:700;color:${color};">${escapeHtml(value)}</div>
+  <div style="font-size:13px;line-height:18px;color:${THEME.muted};">${escapeHtml(label)}</div>
+</td>`;
+}
+
+function signalsLine(r: DriftReport): string {
+  const { opened, resolved } = r.signals;
+  const parts = (['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'] as const).filter((s) => opened[s] > 0).map((s) => `${opened[s]} ${s.toLowerCase()}`);
+  const raised = opened.total ? `${opened.total} new ${opened.total === 1 ? 'signal' : 'signals'} (${parts.join(', ')})` : 'No new signals';
+  return `${raised} · ${resolved} resolved`;
+}
+
+function workHtml(r: DriftReport): string {
+  const { completed, pending, overdue } = r.tasks;
+  return card(`<div style="font-size:17px;font-weight:700;margin:0 0 8px 0;">Tasks and signals</div>
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0"><tr>
+${stat(String(completed), 'completed this month', completed ? COLORS.up : THEME.text)}
+${stat(String(pending), 'still open')}
+${stat(String(overdue), 'overdue', overdue ? COLORS.down : THEME.text)}
+</tr></table>
+<div style="margin:10px 0 0 0;font-size:14px;color:${THEME.text};">${escapeHtml(signalsLine(r))}</div>`);
+}
+
+function moneyChangeHtml(change: string | null, percent: string | null, currency: string): string {
+  if (change === null) return '';
+  const t = tone(change);
+  const pct = percent !== null ? `, ${formatPercent(percent)}` : '';
+  return ` <span style="color:${t.color};font-weight:700;">${t.arrow} ${escapeHtml(formatMoneyChange(change, currency))}${escapeHtml(pct)}</span>`;
+}
+
+function valueRow(label: string, value: string, extra: string): string {
+  return `<tr><td style="font-family:${THEME.font};font-size:14px;line-height:22px;color:${THEME.muted};padding:3px 0;">${escapeHtml(label)}</td>
+<td align="right" style="font-family:${THEME.font};font-size:15px;line-height:22px;color:${THEME.text};padding:3px 0;"><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
+}
+
+function moneyHtml(r: DriftReport): string {
+  const rows: string[] = [];
+  const v = r.valuation;
+  if (v.end) rows.push(valueRow('Valuation estimate', formatMoney(v.end.amount, v.end.currency), moneyChangeHtml(v.change?.amount ?? null, v.changePercent, v.end.currency)));
+  const f = r.financials;
+  if (f) {
+    const month = monthName(f.latest.month);
+    if (f.latest.revenue !== null) rows.push(valueRow(`Revenue, ${month}`, formatMoney(f.latest.revenue), moneyChangeHtml(f.revenueChange, f.revenueChangePercent, 'USD')));
+    if (f.latest.ebitda !== null) rows.push(valueRow(`EBITDA, ${month}`, formatMoney(f.latest.ebitda), moneyChangeHtml(f.ebitdaChange, f.ebitdaChangePercent, 'USD')));
+  }
+  if (!rows.length) return '';
+  const note = f?.previous ? `<div style="margin:6px 0 0 0;">${muted(`Financial changes compare with ${monthName(f.previous.month)}.`)}</div>` : '';
+  return card(`<div style="font-size:17px;font-weight:700;margin:0 0 8px 0;">Value and financials</div>
+<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0">${rows.join('\n')}</table>${note}`);
+}
+
+function textOf(r: DriftReport, greeting: string, url: string): string {
+  const lines: string[] = [greeting, ''];
+  const { bri } = r;
+  if (bri.end === null) lines.push('Buyer Readiness Index: not scored yet');
+  else if (bri.start === null) lines.push(`Buyer Readiness Index: ${formatScore(bri.end)} / 100 (first assessment)`);
+  else lines.push(`Buyer Readiness Index: ${formatScore(bri.end)} / 100 (${formatDelta(bri.delta!)} from ${formatScore(bri.start)}, ${tone(bri.delta, bri.direction).word.toLowerCase()})`);
+  if (r.categories.some((c) => c.end !== null)) {
+    lines.push('', 'Categories (start -> end):');
+    for (const c of r.categories) {
+      const values = c.end === null ? 'not scored' : c.start === null ? formatScore(c.end) : `${formatScore(c.start)} -> ${formatScore(c.end)} (${formatDelta(c.delta!)})`;
+      lines.push(`  ${CATEGORY_LABELS[c.key]}: ${values}`);
+    }
+    if (r.topMovers.length) lines.push(`Biggest movers: ${r.topMovers.map((m) => `${CATEGORY_LABELS[m.key]} ${formatDelta(m.delta!)}`).join(', ')}`);
+  }
+  lines.push('', `Tasks: ${r.tasks.completed} completed this month, ${r.tasks.pending} still open, ${r.tasks.overdue} overdue`);
+  lines.push(`Signals: ${signalsLine(r).replace(' · ', ', ')}`);
+  const v = r.valuation;
+  if (v.end) lines.push('', `Valuation estimate: ${formatMoney(v.end.amount, v.end.currency)}${v.change ? ` (${formatMoneyChange(v.change.amount, v.change.currency)}${v.changePercent ? `, ${formatPercent(v.changePercent)}` : ''})` : ''}`);
+  const f = r.financials;
+  if (f) {
+    const month = monthName(f.latest.month);
+    const chg = (c: string | null, p: string | null) => (c === null ? '' : ` (${formatMoneyChange(c)}${p ? `, ${formatPercent(p)}` : ''})`);
+    if (!v.end) lines.push('');
+    if (f.latest.revenue !== null) lines.push(`Revenue, ${month}: ${formatMoney(f.latest.revenue)}${chg(f.revenueChange, f.revenueChangePercent)}`);
+    if (f.latest.ebitda !== null) lines.push(`EBITDA, ${month}: ${formatMoney(f.latest.ebitda)}${chg(f.ebitdaChange, f.ebitdaChangePercent)}`);
+  }
+  lines.push('', r.narrative, '', `See your full report: ${url}`);
+  return lines.join('\n');
+}
+
+/** Renders a drift report for one recipient. */
+export function renderDriftReportEmail(report: DriftReport, recipient: DriftEmailRecipient, appBaseUrl: string): RenderedDriftEmail {
+  const month = monthName(report.period.month);
+  const firstName = recipient.name?.trim().split(/\s+/)[0];
+  const greeting = `${firstName ? `Hi ${firstName}, here` : 'Here'} is how ${report.company.name} moved in ${month}.`;
+  const url = reportUrl(appBaseUrl, report);
+  const bodyHtml = [
+    paragraph(greeting),
+    heroHtml(report),
+    categoriesHtml(report),
+    workHtml(report),
+    moneyHtml(report),
+    `<div style="font-size:17px;font-weight:700;margin:8px 0 6px 0;">In short</div>`,
+    paragraph(report.narrative),
+    button(url, 'See your full report'),
+  ].filter(Boolean).join('\n');
+  const { html, text } = renderLayout({
+    title: `${report.company.name} · ${month}`,
+    preheader: report.narrative.split(/(?<=\.)\s/)[0] ?? report.narrative,
+    bodyHtml,
+    bodyText: textOf(report, greeting, url),
+    appBaseUrl,
+    unsubscribeUrl: unsubscribeUrl(appBaseUrl, 'DRIFT_REPORT'),
+    reason: `You get this monthly report because you own ${report.company.name} on Exit OSx.`,
+  });
+  return { subject: subjectOf(report), html, text };
+}
