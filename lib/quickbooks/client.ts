@@ -1,0 +1,178 @@
+/**
+ * The QuickBooks Accounting API client: the two monthly reports, within Intuit's
+ * limits. Per realm at most `maxInFlightPerRealm` requests in flight and
+ * `maxPerMinutePerRealm` started in any minute (one p-queue per realm, sliding
+ * window); a global limit across realms; a timeout on every call; retries with
+ * backoff on 429 (waiting as Retry-After says) and 5xx. Failures are logged with
+ * Intuit's `intuit_tid` and thrown in the domain's words.
+ */
+import PQueue from 'p-queue';
+import pRetry from 'p-retry';
+import type { Logger } from '../telemetry/log.ts';
+import { QuickBooksApiError, QuickBooksAuthError, QuickBooksParseError, QuickBooksTransientError, traced } from './errors.ts';
+import type { QboReport } from './report-parser.ts';
+
+export type ReportName = 'ProfitAndLoss' | 'BalanceSheet';
+
+export interface QuickBooksClientOptions {
+  /** Accounting API base URL (QUICKBOOKS_API_URL). */
+  apiUrl: string;
+  /** Report basis. @defaultValue Accrual */
+  accountingMethod: 'Accrual' | 'Cash';
+  /** @defaultValue 10 (Intuit's limit) */
+  maxInFlightPerRealm: number;
+  /** @defaultValue 500 (Intuit's limit) */
+  maxPerMinutePerRealm: number;
+  /** Requests in flight across all realms. */
+  maxInFlight: number;
+  /** Timeout of one HTTP call, ms. */
+  timeoutMs: number;
+  /** Retries of one call on 429, 5xx and network errors. @defaultValue 4 */
+  retries?: number;
+  /** First backoff, ms (doubles each retry). @defaultValue 500 */
+  backoffMs?: number;
+  /** Length of the rate window, ms (tests shorten it). @defaultValue 60000 */
+  rateWindowMs?: number;
+  log: Logger;
+  /** Aborted on SIGTERM: pending retries stop. */
+  signal?: AbortSignal;
+}
+
+/** The minor version of the Accounting API this client speaks. */
+export const MINOR_VERSION = '75';
+
+export class QuickBooksClient {
+  readonly #options: QuickBooksClientOptions;
+  readonly #realms = new Map<string, PQueue>();
+  readonly #global: PQueue;
+  /** HTTP calls made (attempts, retries included). */
+  calls = 0;
+
+  constructor(options: QuickBooksClientOptions) {
+    this.#options = options;
+    this.#global = new PQueue({ concurrency: options.maxInFlight });
+  }
+
+  /** Fetches one report with monthly columns for start..end (inclusive dates, 'YYYY-MM-DD'). */
+  async report(realmId: string, accessToken: string, name: ReportName, range: { startDate: string; endDate: string }): Promise<QboReport> {
+    const url = new URL(`${this.#options.apiUrl}/v3/company/${encodeURIComponent(realmId)}/reports/${name}`);
+    url.search = new URLSearchParams({
+      start_date: range.startDate,
+      end_date: range.endDate,
+      summarize_column_by: 'Month',
+      accounting_method: this.#options.accountingMethod,
+      minorversion: MINOR_VERSION,
+    }).toString();
+    const body = await pRetry(() => this.#queue(realmId).add(() => this.#global.add(() => this.#get(url, accessToken, realmId, name))), {
+      retries: this.#options.retries ?? 4,
+      minTimeout: this.#options.backoffMs ?? 500,
+      factor: 2,
+      randomize: true,
+      ...(this.#options.signal ? { signal: this.#options.signal } : {}),
+      shouldRetry: ({ error }) => error instanceof QuickBooksTransientError,
+      onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
+        if (!(error instanceof QuickBooksTransientError) || retriesLeft === 0) return;
+        this.#options.log.warn('qbo:request:retry', { realmId, report: name, attempt: attemptNumber, status: (error as QuickBooksTransientError).status, intuitTid: (error as QuickBooksTransientError).intuitTid, retryAfterMs: error.retryAfterMs });
+        // Intuit said how long to wait: honour it before the backoff.
+        if (error.retryAfterMs) await sleep(error.retryAfterMs, this.#options.signal);
+      },
+    });
+    if (!body || typeof body !== 'object') throw new QuickBooksParseError(`QuickBooks ${name} for realm ${realmId} is not a JSON object`);
+    return body as QboReport;
+  }
+
+  /** The per-realm queue: concurrency and a sliding rate window. */
+  #queue(realmId: string): PQueue {
+    let q = this.#realms.get(realmId);
+    if (!q) {
+      q = new PQueue({ concurrency: this.#options.maxInFlightPerRealm, intervalCap: this.#options.maxPerMinutePerRealm, interval: this.#options.rateWindowMs ?? 60_000, strict: true });
+      this.#realms.set(realmId, q);
+    }
+    return q;
+  }
+
+  async #get(url: URL, accessToken: string, realmId: string, name: ReportName): Promise<unknown> {
+    this.calls++;
+    const started = performance.now();
+    let res: Response;
+    try {
+      res = await fetch(url, {
+        headers: { Authorization: `Bearer ${accessToken}`, Accept: 'application/json' },
+        signal: AbortSignal.any([AbortSignal.timeout(this.#options.timeoutMs), ...(this.#options.signal ? [this.#options.signal] : [])]),
+      });
+    } catch (err) {
+      const timedOut = (err as Error).name === 'TimeoutError';
+      const e = traced(new QuickBooksTransientError(timedOut ? `QuickBooks ${name} for realm ${realmId} timed out after ${this.#options.timeoutMs} ms` : `QuickBooks ${name} for realm ${realmId} failed: ${networkReason(err)}`), { code: timedOut ? 'timeout' : 'network' });
+      this.#options.log.warn('qbo:request:failed', { realmId, report: name, error: e.message });
+      throw e;
+    }
+    const intuitTid = res.headers.get('intuit_tid') ?? undefined;
+    const text = await res.text();
+    if (res.ok) {
+      this.#options.log.debug('qbo:report:fetched', { realmId, report: name, status: res.status, intuitTid, ms: Math.round(performance.now() - started) });
+      try {
+        return JSON.parse(text);
+      } catch {
+        throw new QuickBooksParseError(`QuickBooks ${name} for realm ${realmId} is not JSON (intuit_tid ${intuitTid ?? 'none'})`);
+      }
+    }
+    const fault = parseFault(text);
+    const detail = fault ? `${fault.code ? `code ${fault.code}: ` : ''}${fault.message}` : `HTTP ${res.status}`;
+    let error: Error;
+    if (res.status === 401) {
+      error = traced(new QuickBooksAuthError(`QuickBooks access token rejected for realm ${realmId}`), { intuitTid, code: fault?.code });
+    } else if (res.status === 429 || res.status >= 500 || fault?.code === '3001') {
+      const e = traced(new QuickBooksTransientError(res.status === 429 ? `QuickBooks throttled realm ${realmId} (HTTP 429, ${detail})` : `QuickBooks ${name} for realm ${realmId} failed with HTTP ${res.status} (${detail})`), { intuitTid, status: res.status, code: fault?.code });
+      const retryAfter = retryAfterMs(res.headers.get('retry-after'));
+      if (retryAfter !== undefined) e.retryAfterMs = retryAfter;
+      error = e;
+    } else {
+      error = traced(new QuickBooksApiError(`QuickBooks refused ${name} for realm ${realmId} (HTTP ${res.status}, ${detail})`), { intuitTid, status: res.status, code: fault?.code });
+    }
+    this.#options.log.warn('qbo:request:failed', { realmId, report: name, status: res.status, intuitTid, error: error.message });
+    throw error;
+  }
+}
+
+/** Reads Intuit's error bodies: `{"Fault":{"Error":[{Message,Detail,code}]}}` and the lower-case `{"fault":{"error":[{message,detail,code}]}}`. */
+export function parseFault(text: string): { code?: string; message: string } | undefined {
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  const b = body as Record<string, unknown>;
+  const fault = (b.Fault ?? b.fault) as Record<string, unknown> | undefined;
+  if (!fault || typeof fault !== 'object') return undefined;
+  const errors = (fault.Error ?? fault.error) as Array<Record<string, unknown>> | undefined;
+  const first = Array.isArray(errors) ? errors[0] : undefined;
+  if (!first) return { message: String(fault.type ?? 'Fault') };
+  const code = first.code ?? first.Code;
+  const message = [first.Message ?? first.message, first.Detail ?? first.detail].filter((x) => typeof x === 'string' && x).join(' - ');
+  return { ...(code !== undefined ? { code: String(code) } : {}), message: message.slice(0, 200) || 'Fault' };
+}
+
+/** Retry-After in seconds or as an HTTP date → ms (capped at 5 minutes). */
+export function retryAfterMs(header: string | null): number | undefined {
+  if (!header) return undefined;
+  const seconds = Number(header);
+  const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
+  if (!Number.isFinite(ms) || ms < 0) return undefined;
+  return Math.min(ms, 300_000);
+}
+
+function networkReason(err: unknown): string {
+  const cause = (err as { cause?: { code?: unknown; message?: unknown } }).cause;
+  return String(cause?.code ?? cause?.message ?? (err as Error).message ?? 'network error').slice(0, 100);
+}
+
+function sleep(ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    const t = setTimeout(resolve, ms);
+    signal?.addEventListener('abort', () => {
+      clearTimeout(t);
+      resolve();
+    }, { once: true });
+  });
+}

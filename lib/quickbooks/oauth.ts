@@ -1,0 +1,116 @@
+/**
+ * Intuit's OAuth token endpoint through intuit-oauth: refreshing an access token
+ * with a refresh token (`refreshUsingToken`), and a credentials check. Errors come
+ * back in the domain's words, without the raw library error (whose `authResponse`
+ * holds the request with its Basic credentials).
+ *
+ * intuit-oauth has no per-instance base URL: the endpoint is the static
+ * `OAuthClient.tokenEndpoint`. refreshUsingToken reads it synchronously when it
+ * builds the request, so it is set right before each call (one tick, no await in
+ * between), which keeps two clients with different URLs in one process correct.
+ */
+import OAuthClient from 'intuit-oauth';
+import { QuickBooksApiError, QuickBooksClientError, QuickBooksReauthError, QuickBooksTransientError, traced } from './errors.ts';
+
+/** A decrypted token pair with its expiry times. */
+export interface TokenSet {
+  accessToken: string;
+  refreshToken: string;
+  accessTokenExpiresAt: Date;
+  refreshTokenExpiresAt: Date;
+}
+
+export interface TokenEndpointOptions {
+  clientId: string;
+  clientSecret: string;
+  environment: 'sandbox' | 'production';
+  /** The token endpoint (QUICKBOOKS_TOKEN_URL). */
+  tokenUrl: string;
+  /** Timeout of one token call (intuit-oauth's own retries included), ms. */
+  timeoutMs: number;
+}
+
+/** The refresh token used by the credentials probe: never valid, so Intuit answers invalid_grant when it accepts our client. */
+const PROBE_REFRESH_TOKEN = 'exitosx-credentials-probe';
+
+/** Refreshes tokens at Intuit. One per run; holds no secret beyond the app credentials it was given. */
+export class TokenEndpoint {
+  readonly #options: TokenEndpointOptions;
+  /** Token calls made (tests and the summary's debug logs). */
+  calls = 0;
+
+  constructor(options: TokenEndpointOptions) {
+    this.#options = options;
+  }
+
+  /**
+   * Exchanges a refresh token for a new pair. Intuit may rotate the refresh token;
+   * the caller must persist the result before using the new access token.
+   * Expiry times are computed from `now` (the run's clock).
+   */
+  async refresh(refreshToken: string, realmId: string, now: Date): Promise<TokenSet> {
+    this.calls++;
+    const client = new OAuthClient({ clientId: this.#options.clientId, clientSecret: this.#options.clientSecret, environment: this.#options.environment, redirectUri: 'http://127.0.0.1/unused' });
+    OAuthClient.tokenEndpoint = this.#options.tokenUrl;
+    const call = client.refreshUsingToken(refreshToken);
+    let timer: NodeJS.Timeout | undefined;
+    const timeout = new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(traced(new QuickBooksTransientError(`QuickBooks token endpoint did not answer within ${this.#options.timeoutMs} ms (realm ${realmId})`), { code: 'timeout' })), this.#options.timeoutMs);
+    });
+    let response: Awaited<typeof call>;
+    try {
+      response = await Promise.race([call, timeout]);
+    } catch (err) {
+      if (err instanceof QuickBooksTransientError) throw err;
+      throw translate(err, realmId);
+    } finally {
+      clearTimeout(timer);
+    }
+    const body = (response?.getJson?.() ?? response?.json) as Record<string, unknown> | null;
+    const accessToken = body?.access_token;
+    const newRefresh = body?.refresh_token;
+    if (typeof accessToken !== 'string' || !accessToken) throw new QuickBooksApiError(`QuickBooks token endpoint answered without an access token (realm ${realmId})`);
+    const expiresIn = Number(body?.expires_in ?? 3600);
+    const refreshExpiresIn = Number(body?.x_refresh_token_expires_in ?? 0);
+    return {
+      accessToken,
+      // Intuit returns the refresh token to use from now on (the same or a new one).
+      refreshToken: typeof newRefresh === 'string' && newRefresh ? newRefresh : refreshToken,
+      accessTokenExpiresAt: new Date(now.getTime() + (Number.isFinite(expiresIn) && expiresIn > 0 ? expiresIn : 3600) * 1000),
+      refreshTokenExpiresAt: new Date(now.getTime() + (Number.isFinite(refreshExpiresIn) && refreshExpiresIn > 0 ? refreshExpiresIn : 100 * 86400) * 1000),
+    };
+  }
+
+  /**
+   * Checks the app credentials before any integration is touched: a refresh with a
+   * token that cannot exist. `invalid_grant` means Intuit accepted our client;
+   * `invalid_client` is a configuration error (QuickBooksClientError, exit 2).
+   * Network trouble is not a verdict on the credentials: it is left to the items.
+   */
+  async checkCredentials(now: Date): Promise<void> {
+    try {
+      await this.refresh(PROBE_REFRESH_TOKEN, 'credentials-check', now);
+    } catch (err) {
+      if (err instanceof QuickBooksClientError) throw err;
+    }
+  }
+}
+
+/** intuit-oauth's wrapped error → ours. */
+function translate(err: unknown, realmId: string): Error {
+  const e = (err ?? {}) as { error?: unknown; intuit_tid?: unknown; authResponse?: { response?: { status?: unknown } }; message?: unknown; code?: unknown };
+  const code = typeof e.error === 'string' ? e.error : '';
+  const intuitTid = typeof e.intuit_tid === 'string' && e.intuit_tid ? e.intuit_tid : undefined;
+  const status = Number(e.authResponse?.response?.status) || undefined;
+  if (code === 'invalid_grant') {
+    return traced(new QuickBooksReauthError(`QuickBooks refresh token rejected for realm ${realmId} (invalid_grant): the connection must be re-authorised`), { intuitTid, status });
+  }
+  if (code === 'invalid_client') {
+    return traced(new QuickBooksClientError('Intuit rejected the app credentials (invalid_client): check QUICKBOOKS_CLIENT_ID and QUICKBOOKS_CLIENT_SECRET'), { intuitTid, status });
+  }
+  if (status === undefined || status === 429 || status >= 500) {
+    const what = status ? `HTTP ${status}` : 'no answer';
+    return traced(new QuickBooksTransientError(`QuickBooks token endpoint failed for realm ${realmId} (${what})`), { intuitTid, status });
+  }
+  return traced(new QuickBooksApiError(`QuickBooks token endpoint refused the refresh for realm ${realmId} (HTTP ${status}${code ? `, ${code.slice(0, 40)}` : ''})`), { intuitTid, status });
+}

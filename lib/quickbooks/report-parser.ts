@@ -1,0 +1,260 @@
+/**
+ * Reads Intuit's JSON report shape (ProfitAndLoss, BalanceSheet): `Columns.Column[]`
+ * and `Rows.Row[]` of nested `Section` rows (any depth) with a `group`, a `Header`,
+ * `Rows` and a `Summary` whose `ColData[i]` lines up with `Columns.Column[i]`.
+ *
+ * Columns are mapped by their `StartDate`/`EndDate` metadata, never by title; the
+ * account column and the total column are skipped. Amounts are decimal strings kept
+ * exact with decimal.js; `""` means no amount (null), never zero.
+ */
+import { Decimal } from 'decimal.js';
+import { QuickBooksParseError } from './errors.ts';
+
+export interface QboColData {
+  value?: string;
+  id?: string;
+}
+export interface QboRow {
+  type?: string;
+  group?: string;
+  Header?: { ColData?: QboColData[] };
+  Rows?: { Row?: QboRow[] };
+  Summary?: { ColData?: QboColData[] };
+  ColData?: QboColData[];
+}
+export interface QboColumn {
+  ColTitle?: string;
+  ColType?: string;
+  MetaData?: Array<{ Name?: string; Value?: string }>;
+}
+export interface QboReport {
+  Header?: { ReportName?: string; StartPeriod?: string; EndPeriod?: string; SummarizeColumnsBy?: string; Currency?: string; [k: string]: unknown };
+  Columns?: { Column?: QboColumn[] };
+  Rows?: { Row?: QboRow[] };
+}
+
+/** A period column of a report: its position in ColData and the dates it covers. */
+export interface PeriodColumn {
+  index: number;
+  /** 'YYYY-MM-DD' */
+  start: string;
+  /** 'YYYY-MM-DD' */
+  end: string;
+}
+
+export interface ProfitAndLossFigures {
+  revenue: Decimal | null;
+  cogs: Decimal | null;
+  grossProfit: Decimal | null;
+  operatingExpenses: Decimal | null;
+  netOperatingIncome: Decimal | null;
+  depreciationAndAmortization: Decimal | null;
+  ebitda: Decimal | null;
+  netIncome: Decimal | null;
+}
+
+export interface BalanceSheetFigures {
+  totalAssets: Decimal | null;
+  totalLiabilities: Decimal | null;
+  equity: Decimal | null;
+  cash: Decimal | null;
+}
+
+const DATE = /^\d{4}-\d{2}-\d{2}$/;
+const AMOUNT = /^-?\d+(\.\d+)?$/;
+
+/** The period columns, by metadata. A report of one Money column without dates covers the header's period. */
+export function periodColumns(report: QboReport): PeriodColumn[] {
+  const columns = report.Columns?.Column;
+  if (!Array.isArray(columns) || columns.length === 0) throw new QuickBooksParseError(`${reportName(report)} report has no Columns`);
+  const out: PeriodColumn[] = [];
+  const undated: number[] = [];
+  columns.forEach((column, index) => {
+    if (column.ColType !== 'Money') return; // the Account column, and anything that is not an amount
+    const meta = new Map((column.MetaData ?? []).map((m) => [m.Name, m.Value]));
+    if (meta.get('ColKey') === 'total') return;
+    const start = meta.get('StartDate');
+    const end = meta.get('EndDate');
+    if (start === undefined || end === undefined) return void undated.push(index);
+    if (!DATE.test(start) || !DATE.test(end)) throw new QuickBooksParseError(`${reportName(report)} column ${index} has bad StartDate/EndDate metadata`);
+    out.push({ index, start, end });
+  });
+  if (out.length === 0 && undated.length === 1) {
+    // summarize_column_by=Total: the only amount column covers the report's period.
+    const start = report.Header?.StartPeriod;
+    const end = report.Header?.EndPeriod;
+    if (typeof start === 'string' && typeof end === 'string' && DATE.test(start) && DATE.test(end)) out.push({ index: undated[0]!, start, end });
+  }
+  if (out.length === 0) throw new QuickBooksParseError(`${reportName(report)} report has no period columns (no StartDate/EndDate metadata)`);
+  return out;
+}
+
+/** The first section with this `group`, searched depth-first through every level. */
+export function findSection(report: QboReport, ...groups: string[]): QboRow | undefined {
+  for (const group of groups) {
+    const found = search(report.Rows?.Row ?? [], group);
+    if (found) return found;
+  }
+  return undefined;
+}
+
+function search(rows: QboRow[], group: string): QboRow | undefined {
+  for (const row of rows) {
+    if (row.group === group) return row;
+    const inner = search(row.Rows?.Row ?? [], group);
+    if (inner) return inner;
+  }
+  return undefined;
+}
+
+/** Parses one amount: a decimal string, or "" (none). */
+export function amount(value: string | undefined, where: string): Decimal | null {
+  if (value === undefined || value === '') return null;
+  const v = value.trim();
+  if (!AMOUNT.test(v)) throw new QuickBooksParseError(`${where}: amount ${JSON.stringify(value.slice(0, 40))} is not a decimal number`);
+  return new Decimal(v);
+}
+
+/** A section's total in one column: its Summary, else the sum of what it holds. */
+export function sectionTotal(section: QboRow | undefined, column: number): Decimal | null {
+  if (!section) return null;
+  const summary = section.Summary?.ColData;
+  if (summary) return amount(summary[column]?.value, `section ${section.group ?? nameOf(section)}`);
+  return sumRows(section.Rows?.Row ?? [], column, () => true);
+}
+
+/** Sums the rows (at any depth) whose account name matches; a matching sub-section counts by its total. */
+export function sumRows(rows: QboRow[], column: number, matches: (name: string) => boolean): Decimal | null {
+  let total: Decimal | null = null;
+  const add = (d: Decimal | null) => {
+    if (d) total = (total ?? new Decimal(0)).plus(d);
+  };
+  for (const row of rows) {
+    if (row.Rows?.Row || row.Summary) {
+      if (matches(nameOf(row))) add(sectionTotal(row, column));
+      else add(sumRows(row.Rows?.Row ?? [], column, matches));
+    } else if (row.ColData && matches(row.ColData[0]?.value ?? '')) {
+      add(amount(row.ColData[column]?.value, `row ${row.ColData[0]?.value ?? '?'}`));
+    }
+  }
+  return total;
+}
+
+/** A section's account name: its Header's first cell. */
+function nameOf(row: QboRow): string {
+  return row.Header?.ColData?.[0]?.value ?? row.ColData?.[0]?.value ?? '';
+}
+
+const DEPRECIATION = /depreciation|amortization|amortisation/i;
+
+/** ProfitAndLoss figures per period column; GrossProfit and NetOperatingIncome are computed when absent. */
+export function parseProfitAndLoss(report: QboReport): Array<PeriodColumn & { figures: ProfitAndLossFigures }> {
+  expectReport(report, 'ProfitAndLoss');
+  const income = findSection(report, 'Income');
+  const cogsSection = findSection(report, 'COGS');
+  const grossProfitSection = findSection(report, 'GrossProfit');
+  const expenses = findSection(report, 'Expenses');
+  const noiSection = findSection(report, 'NetOperatingIncome');
+  const netOtherSection = findSection(report, 'NetOtherIncome');
+  const otherIncome = findSection(report, 'OtherIncome');
+  const otherExpenses = findSection(report, 'OtherExpenses');
+  const netIncomeSection = findSection(report, 'NetIncome');
+  return periodColumns(report).map((col) => {
+    const i = col.index;
+    const revenue = sectionTotal(income, i);
+    const cogs = sectionTotal(cogsSection, i);
+    const operatingExpenses = sectionTotal(expenses, i);
+    const grossProfit = grossProfitSection ? sectionTotal(grossProfitSection, i) : difference(revenue, cogs);
+    const netOperatingIncome = noiSection ? sectionTotal(noiSection, i) : difference(grossProfit, operatingExpenses);
+    const depreciationAndAmortization = sumRows(expenses?.Rows?.Row ?? [], i, (name) => DEPRECIATION.test(name));
+    const ebitda = netOperatingIncome === null ? null : netOperatingIncome.plus(depreciationAndAmortization ?? 0);
+    const netOther = netOtherSection ? sectionTotal(netOtherSection, i) : difference(sectionTotal(otherIncome, i), sectionTotal(otherExpenses, i));
+    const netIncome = netIncomeSection ? sectionTotal(netIncomeSection, i) : netOperatingIncome === null ? null : netOperatingIncome.plus(netOther ?? 0);
+    return { ...col, figures: { revenue, cogs, grossProfit, operatingExpenses, netOperatingIncome, depreciationAndAmortization, ebitda, netIncome } };
+  });
+}
+
+/** BalanceSheet figures per period column (each column's balances are at its EndDate). */
+export function parseBalanceSheet(report: QboReport): Array<PeriodColumn & { figures: BalanceSheetFigures }> {
+  expectReport(report, 'BalanceSheet');
+  const assets = findSection(report, 'TotalAssets');
+  const liabilities = findSection(report, 'TotalLiabilities', 'Liabilities');
+  const equity = findSection(report, 'Equity');
+  const bank = findSection(report, 'BankAccounts');
+  return periodColumns(report).map((col) => ({
+    ...col,
+    figures: {
+      totalAssets: sectionTotal(assets, col.index),
+      totalLiabilities: sectionTotal(liabilities, col.index),
+      equity: sectionTotal(equity, col.index),
+      cash: sectionTotal(bank, col.index),
+    },
+  }));
+}
+
+/** One calendar month's figures, as stored in financial_periods. */
+export interface MonthFigures {
+  /** 'YYYY-MM-01' */
+  periodStart: string;
+  /** last day of the month, 'YYYY-MM-DD' */
+  periodEnd: string;
+  revenue: Decimal | null;
+  cogs: Decimal | null;
+  grossProfit: Decimal | null;
+  operatingExpenses: Decimal | null;
+  ebitda: Decimal | null;
+  netIncome: Decimal | null;
+  totalAssets: Decimal | null;
+  totalLiabilities: Decimal | null;
+  equity: Decimal | null;
+  cash: Decimal | null;
+}
+
+/**
+ * Joins monthly ProfitAndLoss and BalanceSheet columns into one row per calendar
+ * month (summarize_column_by=Month). Months where both reports say nothing are left out.
+ */
+export function monthlyFigures(pnl: QboReport, balanceSheet: QboReport): MonthFigures[] {
+  const months = new Map<string, MonthFigures>();
+  const month = (col: PeriodColumn, report: string): MonthFigures => {
+    if (col.start.slice(0, 7) !== col.end.slice(0, 7)) throw new QuickBooksParseError(`${report} column ${col.index} spans ${col.start}..${col.end}, not one month (summarize_column_by=Month expected)`);
+    const start = `${col.start.slice(0, 7)}-01`;
+    let m = months.get(start);
+    if (!m) {
+      m = { periodStart: start, periodEnd: lastDayOfMonth(start), revenue: null, cogs: null, grossProfit: null, operatingExpenses: null, ebitda: null, netIncome: null, totalAssets: null, totalLiabilities: null, equity: null, cash: null };
+      months.set(start, m);
+    }
+    return m;
+  };
+  for (const col of parseProfitAndLoss(pnl)) {
+    const { revenue, cogs, grossProfit, operatingExpenses, ebitda, netIncome } = col.figures;
+    Object.assign(month(col, 'ProfitAndLoss'), { revenue, cogs, grossProfit, operatingExpenses, ebitda, netIncome });
+  }
+  for (const col of parseBalanceSheet(balanceSheet)) Object.assign(month(col, 'BalanceSheet'), col.figures);
+  return [...months.values()]
+    .filter((m) => Object.values(m).some((v) => v instanceof Decimal))
+    .sort((a, b) => a.periodStart.localeCompare(b.periodStart));
+}
+
+/** 'YYYY-MM-01' → the month's last day. */
+export function lastDayOfMonth(periodStart: string): string {
+  const [y, m] = periodStart.split('-').map(Number) as [number, number];
+  return new Date(Date.UTC(y, m, 0)).toISOString().slice(0, 10);
+}
+
+function difference(a: Decimal | null, b: Decimal | null): Decimal | null {
+  if (a === null && b === null) return null;
+  return (a ?? new Decimal(0)).minus(b ?? 0);
+}
+
+function reportName(report: QboReport): string {
+  return typeof report?.Header?.ReportName === 'string' ? report.Header.ReportName : 'QuickBooks';
+}
+
+function expectReport(report: unknown, name: string): asserts report is QboReport {
+  if (!report || typeof report !== 'object') throw new QuickBooksParseError(`${name} report is not a JSON object`);
+  const r = report as QboReport;
+  if (!r.Rows || typeof r.Rows !== 'object') throw new QuickBooksParseError(`${name} report has no Rows`);
+  const actual = r.Header?.ReportName;
+  if (actual !== undefined && actual !== name) throw new QuickBooksParseError(`expected a ${name} report, got ${String(actual).slice(0, 40)}`);
+}
