@@ -67,7 +67,11 @@ function validatorFor(key: string): ValidateFunction {
   if (!ajv) {
     // The schemas carry x-kubernetes-* keywords (strict: false) and declare a draft ajv
     // does not know (the $schema key is dropped); int32/int64 are not in ajv-formats.
-    ajv = new Ajv({ strict: false, allErrors: true });
+    // The PrometheusRule schema writes Go's case-insensitive flag inline ("^(?i)(abort|warn)?$").
+    const goRegExp = Object.assign((pattern: string, flags: string) => (pattern.includes('(?i)') ? new RegExp(pattern.replaceAll('(?i)', ''), flags + 'i') : new RegExp(pattern, flags)), {
+      code: 'new RegExp',
+    });
+    ajv = new Ajv({ strict: false, allErrors: true, code: { regExp: goRegExp } });
     const addFormats = addFormatsModule as unknown as (a: Ajv) => void;
     addFormats(ajv);
     ajv.addFormat('int32', { type: 'number', validate: (n: number) => Number.isInteger(n) && n >= -(2 ** 31) && n < 2 ** 31 });
