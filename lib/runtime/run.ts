@@ -117,7 +117,7 @@ export async function runJob(def: JobDefinition, options: RunOptions, deps: RunD
     if (!options.dryRun) {
       const lock = await tryLock(database, def.name, shard.index);
       if (!lock) {
-        log.warn('run:locked', { message: `another run of ${def.name} (shard ${shard.index}) is in progress; exiting` });
+        log.warn('run:locked', { reason: `another run of ${def.name} (shard ${shard.index}) is in progress; exiting` });
         return await finish(0, 'locked', summarise({ alreadyRunning: true, message: `another run of ${def.name} (shard ${shard.index}) holds the lock` }, true));
       }
       cleanups.push('lock', () => lock.release());

@@ -24,7 +24,8 @@ const PATTERNS: Array<[RegExp, string]> = [
   // scheme://user:password@host → scheme://user:[REDACTED]@host
   [/([a-z][a-z0-9+.-]*:\/\/[^:/?#\s@]*):([^@/\s]+)@/gi, `$1:${MASK}@`],
   [/\b(Bearer|Basic)\s+[A-Za-z0-9._~+/=-]{6,}/g, `$1 ${MASK}`],
-  [/\b(access_token|refresh_token|id_token|client_secret|api[_-]?key|password|authorization)("?\s*[:=]\s*"?)([^"\s,&}]+)/gi, `$1$2${MASK}`],
+  // key=value and "key": "value" where the key names a secret (access_token, client_secret, apiKey, password, ...)
+  [/\b([a-z_]*(?:token|secret|password|passwd|api[_-]?key|authorization))("?\s*[:=]\s*"?)([^"\s,&}]+)/gi, `$1$2${MASK}`],
   [/enc:v1:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+:[A-Za-z0-9_-]+/g, MASK],
   [/\bSG\.[A-Za-z0-9_-]{10,}\.[A-Za-z0-9_-]{10,}/g, MASK],
 ];
