@@ -117,6 +117,12 @@ const schema = z.object({
   POD_NAME: optionalText,
   POD_NAMESPACE: optionalText,
   JOB_NAME: optionalText,
+  /** Set by Kubernetes in every pod: with JOB_NAME, tells the run it is in a cluster. */
+  KUBERNETES_SERVICE_HOST: optionalText,
+  /** Kubeconfig file(s) for `trigger` (else ~/.kube/config, else in-cluster). */
+  KUBECONFIG: optionalText,
+  /** Timeout of each Kubernetes API call a run makes (scheduled time, Job annotation, Event), in ms. @defaultValue 3000 */
+  KUBERNETES_API_TIMEOUT_MS: positiveInt('KUBERNETES_API_TIMEOUT_MS', 3000),
 });
 
 export interface Config {
@@ -153,7 +159,15 @@ export interface Config {
   otelServiceName: string;
   logLevel: 'error' | 'warn' | 'info' | 'debug';
   shard: { count: number; index: number };
-  kubernetes: { podName: string | undefined; namespace: string | undefined; jobName: string | undefined };
+  kubernetes: {
+    podName: string | undefined;
+    namespace: string | undefined;
+    jobName: string | undefined;
+    /** In a pod: KUBERNETES_SERVICE_HOST or JOB_NAME is set. */
+    inPod: boolean;
+    kubeconfig: string | undefined;
+    apiTimeoutMs: number;
+  };
 }
 
 const QUICKBOOKS_API_URLS = {
@@ -214,7 +228,14 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     otelServiceName: e.OTEL_SERVICE_NAME,
     logLevel: e.LOG_LEVEL,
     shard: { count: e.SHARD_COUNT, index: shardIndex },
-    kubernetes: { podName: e.POD_NAME, namespace: e.POD_NAMESPACE, jobName: e.JOB_NAME },
+    kubernetes: {
+      podName: e.POD_NAME,
+      namespace: e.POD_NAMESPACE,
+      jobName: e.JOB_NAME,
+      inPod: Boolean(e.KUBERNETES_SERVICE_HOST || e.JOB_NAME),
+      kubeconfig: e.KUBECONFIG,
+      apiTimeoutMs: e.KUBERNETES_API_TIMEOUT_MS,
+    },
   };
 }
 
