@@ -41,7 +41,6 @@ export class OutboxTransport implements Transport {
 
 /** Encodes a header value with non-ASCII characters as an RFC 2047 encoded-word. */
 function headerText(value: string): string {
-  // eslint-disable-next-line no-control-regex
   return /^[\x20-\x7e]*$/.test(value) ? value : `=?UTF-8?B?${Buffer.from(value, 'utf8').toString('base64')}?=`;
 }
 

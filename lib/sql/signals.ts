@@ -90,3 +90,63 @@ export async function resolveSignals(db: Knex, ids: string[], resolution: string
   await insertLedgerEntries(db, resolved.map((r) => ({ companyId: r.company_id, signalId: r.id, entryType: 'SIGNAL_RESOLVED', summary: `Resolved: ${r.title}`, details: { resolution } })), now);
   return resolved.map((r) => r.id);
 }
+
+/**
+ * Opens many signals in one statement; each one whose (company, event type, user)
+ * already has an open signal is left out by the partial unique index (`ON CONFLICT
+ * DO NOTHING`), so racing runs cannot open two. Writes one SIGNAL_CREATED entry per
+ * signal opened (one multi-row insert). Returns the opened ones with their ids, in
+ * no particular order.
+ */
+export async function openSignals(db: Knex, signals: NewSignal[], now: Date): Promise<Array<NewSignal & { id: string }>> {
+  if (!signals.length) return [];
+  const { rows: inserted } = await db.raw<{ rows: Array<{ id: string; company_id: string; user_id: string | null; event_type: string }> }>(
+    `insert into signals (company_id, user_id, channel, event_type, category, severity, confidence, title, description, metadata, created_at, updated_at)
+     select v.company_id, v.user_id, v.channel, v.event_type, v.category, v.severity, v.confidence, v.title, v.description, v.metadata::jsonb, ?, ?
+     from jsonb_to_recordset(?::jsonb) as v(company_id text, user_id text, channel text, event_type text, category text, severity text,
+                                            confidence text, title text, description text, metadata text)
+     on conflict (company_id, event_type, coalesce(user_id, '')) where resolved_at is null do nothing
+     returning id, company_id, user_id, event_type`,
+    [now, now, JSON.stringify(signals.map((s) => ({
+      company_id: s.companyId, user_id: s.userId, channel: s.channel, event_type: s.eventType, category: s.category, severity: s.severity,
+      confidence: s.confidence, title: s.title, description: s.description ?? null, metadata: JSON.stringify(s.metadata),
+    })))],
+  );
+  const subject = (companyId: string, eventType: string, userId: string | null) => `${companyId}\u0000${eventType}\u0000${userId ?? ''}`;
+  const bySubject = new Map(signals.map((s) => [subject(s.companyId, s.eventType, s.userId), s]));
+  const opened = inserted.map((r) => ({ ...bySubject.get(subject(r.company_id, r.event_type, r.user_id))!, id: r.id }));
+  await insertLedgerEntries(db, opened.map((s) => ({ companyId: s.companyId, signalId: s.id, entryType: 'SIGNAL_CREATED' as const, summary: s.title, details: { eventType: s.eventType, severity: s.severity, ...s.metadata } })), now);
+  return opened;
+}
+
+/** An escalation of one open signal. */
+export interface Escalation {
+  id: string;
+  companyId: string;
+  /** Only escalate from this severity (guards against a racing run that already did). */
+  fromSeverity: Severity;
+  severity: Severity;
+  title: string;
+  metadata: Record<string, unknown>;
+}
+
+/**
+ * Raises the severity of many open signals in one statement (each only while it
+ * is still open and still at `fromSeverity`), with one SIGNAL_ESCALATED entry per
+ * signal escalated. Returns the ids escalated.
+ */
+export async function escalateSignals(db: Knex, escalations: Escalation[], now: Date): Promise<string[]> {
+  if (!escalations.length) return [];
+  const { rows } = await db.raw<{ rows: Array<{ id: string }> }>(
+    `update signals s
+     set severity = v.severity, title = v.title, metadata = v.metadata::jsonb, updated_at = ?
+     from jsonb_to_recordset(?::jsonb) as v(id text, from_severity text, severity text, title text, metadata text)
+     where s.id = v.id and s.resolved_at is null and s.severity = v.from_severity
+     returning s.id`,
+    [now, JSON.stringify(escalations.map((e) => ({ id: e.id, from_severity: e.fromSeverity, severity: e.severity, title: e.title, metadata: JSON.stringify(e.metadata) })))],
+  );
+  const done = new Set(rows.map((r) => r.id));
+  const escalated = escalations.filter((e) => done.has(e.id));
+  await insertLedgerEntries(db, escalated.map((e) => ({ companyId: e.companyId, signalId: e.id, entryType: 'SIGNAL_ESCALATED' as const, summary: e.title, details: { fromSeverity: e.fromSeverity, severity: e.severity, ...e.metadata } })), now);
+  return escalated.map((e) => e.id);
+}

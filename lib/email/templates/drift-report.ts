@@ -128,7 +128,7 @@ function signalsLine(r: DriftReport): string {
   const { opened, resolved } = r.signals;
   const parts = (['CRITICAL', 'HIGH', 'MEDIUM', 'LOW'] as const).filter((s) => opened[s] > 0).map((s) => `${opened[s]} ${s.toLowerCase()}`);
   const raised = opened.total ? `${opened.total} new ${opened.total === 1 ? 'signal' : 'signals'} (${parts.join(', ')})` : 'No new signals';
-  return `${raised} · ${resolved} resolved`;
+  return `${raised} · ${resolved ? `${resolved} resolved` : 'none resolved'}`;
 }
 
 function workHtml(r: DriftReport): string {

@@ -1,0 +1,191 @@
+/**
+ * detect-inactivity (daily, 08:00 UTC): owners who stopped using the app get a
+ * signal on each company they own, escalated at 45 days and resolved when they come
+ * back, and one nudge email. Rules: contract/JOBS.md, "detect-inactivity".
+ *
+ *   1. Users who came back: resolve their open user_inactivity signals.
+ *   2. Candidates (owners of active companies, inactive 21+ days), page by page:
+ *      for each user, in one transaction, open a signal per owned active company
+ *      that has none, or escalate MEDIUM → HIGH at 45 days; then, after commit, one
+ *      nudge email if something was opened or escalated (and preferences and the
+ *      7-day cap allow).
+ *   3. Summarise.
+ *
+ * Idempotency: the partial unique index on open signals (a rerun or a racing run
+ * opens nothing twice), guarded escalations (only from MEDIUM), and the nudge's
+ * idempotency key `inactivity:{userId}:{signalId}:{severity}` in email_log. A nudge
+ * owed by a run that stopped after committing its signals (or that failed with a
+ * known error) is sent by the next run while the signal is less than 7 days old.
+ */
+import { createEmailService, type EmailService, type SendResult } from '../lib/email/service.ts';
+import { renderInactivityNudge } from '../lib/email/templates/inactivity-nudge.ts';
+import { isConnectionError } from '../lib/errors.ts';
+import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
+import { OUTCOME_UNKNOWN } from '../lib/sql/email-log.ts';
+import { inactiveOwnerBatches, INACTIVITY_EVENT, openInactivitySignalBatches, type Candidate, type OwnedCompany } from '../lib/sql/inactivity.ts';
+import { escalateSignals, openSignals, resolveSignals, type Severity } from '../lib/sql/signals.ts';
+
+/** Inactive from this many whole days: MEDIUM. */
+export const INACTIVE_DAYS = 21;
+/** Inactive from this many whole days: HIGH. */
+export const HIGH_DAYS = 45;
+/** At most one nudge per user in this many days. */
+export const NUDGE_CAP_DAYS = 7;
+const DAY_MS = 86_400_000;
+
+export function severityFor(daysInactive: number): Severity {
+  return daysInactive >= HIGH_DAYS ? 'HIGH' : 'MEDIUM';
+}
+
+/** The counts of the summary. */
+interface Counts {
+  usersChecked: number;
+  signalsCreated: number;
+  signalsEscalated: number;
+  signalsResolved: number;
+  emailsSent: number;
+  emailsSuppressed: number;
+  emailsFailed: number;
+  emailsOutcomeUnknown: number;
+  skipped: number;
+}
+
+const job: JobDefinition = {
+  name: 'detect-inactivity',
+  schedule: '0 8 * * *',
+  description: 'Signals owners inactive for 21+ days (HIGH at 45), resolves them when they return, and nudges them by email.',
+  requiredColumns: {
+    users: ['id', 'email', 'name', 'created_at', 'deleted_at'],
+    user_sessions: ['user_id', 'last_active_at'],
+    companies: ['id', 'name', 'deleted_at'],
+    company_members: ['company_id', 'user_id', 'role'],
+    assessments: ['company_id', 'status', 'bri_score', 'completed_at'],
+    financial_periods: ['company_id'],
+    tasks: ['id', 'company_id', 'title', 'status', 'due_at', 'created_at'],
+    signals: ['id', 'company_id', 'user_id', 'channel', 'event_type', 'category', 'severity', 'confidence', 'title', 'description', 'metadata', 'created_at', 'updated_at', 'resolved_at', 'resolution'],
+    value_ledger_entries: ['company_id', 'signal_id', 'entry_type', 'summary', 'details', 'created_at'],
+    email_preferences: ['user_id', 'inactivity_nudges', 'unsubscribed_all'],
+    email_log: ['id', 'user_id', 'to_email', 'email_type', 'idempotency_key', 'status', 'provider_message_id', 'error', 'created_at', 'sent_at'],
+  },
+
+  async run(ctx) {
+    const counts: Counts = { usersChecked: 0, signalsCreated: 0, signalsEscalated: 0, signalsResolved: 0, emailsSent: 0, emailsSuppressed: 0, emailsFailed: 0, emailsOutcomeUnknown: 0, skipped: 0 };
+    const emails = createEmailService({ config: ctx.config, db: ctx.db, log: ctx.log, dryRun: ctx.dryRun, now: ctx.now, types: ['INACTIVITY_NUDGE'], signal: ctx.signal });
+    ctx.defer(() => emails.close());
+    counts.emailsOutcomeUnknown = await emails.recoverStale();
+    const scope = { now: ctx.now, shard: ctx.shard, companyId: ctx.options.companyId };
+
+    // 1. Users who came back: set-based, one transaction per page of open signals.
+    for await (const page of openInactivitySignalBatches(ctx.db, scope)) {
+      if (ctx.signal.aborted) break;
+      const returned = page.filter((s) => s.daysInactive < INACTIVE_DAYS).map((s) => s.id);
+      if (!returned.length) continue;
+      try {
+        const resolved = await ctx.db.transaction((trx) => resolveSignals(trx, returned, 'USER_RETURNED', ctx.now));
+        counts.signalsResolved += resolved.length;
+      } catch (err) {
+        if (isConnectionError(err)) throw err;
+        ctx.tally.fail('signals', returned[0]!, err);
+        ctx.log.error('item:failed', { kind: 'signals', id: returned[0], count: returned.length, error: err });
+      }
+    }
+
+    // 2. Candidates: owners of active companies inactive 21+ days, one user at a time.
+    await ctx.forEach<Candidate>({
+      phase: 'users',
+      kind: 'user',
+      source: inactiveOwnerBatches(ctx.db, { ...scope, minDaysInactive: INACTIVE_DAYS }),
+      id: (c) => c.userId,
+      concurrency: Math.max(1, Math.min(8, ctx.config.databasePoolMax - 2)),
+      handle: async (candidate) => {
+        counts.usersChecked++;
+        return checkUser(ctx, emails, candidate, counts);
+      },
+    });
+
+    await emails.close();
+    return { ...counts };
+  },
+};
+
+export default job;
+
+/** A signal opened or escalated for a user in this run. */
+interface Changed {
+  signalId: string;
+  severity: Severity;
+}
+
+/** One candidate: signals for each owned active company, then at most one nudge. */
+async function checkUser(ctx: JobContext, emails: EmailService, c: Candidate, counts: Counts): Promise<string> {
+  const severity = severityFor(c.daysInactive);
+  const title = `Owner inactive for ${c.daysInactive} days`;
+  const metadata = { daysInactive: c.daysInactive, lastActiveAt: c.lastActiveAt.toISOString() };
+
+  const toOpen = c.companies.filter((o) => !o.openSignal);
+  const toEscalate = severity === 'HIGH' ? c.companies.filter((o) => o.openSignal?.severity === 'MEDIUM') : [];
+  const changed: Changed[] = [];
+  if (toOpen.length || toEscalate.length) {
+    const { opened, escalated } = await ctx.db.transaction(async (trx) => ({
+      opened: await openSignals(
+        trx,
+        toOpen.map((o) => ({ companyId: o.companyId, userId: c.userId, channel: 'TIME_DECAY', eventType: INACTIVITY_EVENT, category: 'PERSONAL', severity, confidence: 'CONFIDENT', title, metadata })),
+        ctx.now,
+      ),
+      escalated: await escalateSignals(
+        trx,
+        toEscalate.map((o) => ({ id: o.openSignal!.id, companyId: o.companyId, fromSeverity: 'MEDIUM', severity: 'HIGH', title, metadata })),
+        ctx.now,
+      ),
+    }));
+    changed.push(...opened.map((s) => ({ signalId: s.id, severity })), ...escalated.map((id) => ({ signalId: id, severity: 'HIGH' as const })));
+    counts.signalsCreated += opened.length;
+    counts.signalsEscalated += escalated.length;
+  }
+  // Pairs left alone: an open signal that needs nothing, or one a racing run just opened or changed.
+  counts.skipped += c.companies.length - changed.length;
+
+  const target = nudgeTarget(ctx.now, c.companies, changed);
+  if (target) count(counts, await nudge(ctx, emails, c, target));
+  return changed.length ? 'changed' : 'unchanged';
+}
+
+/**
+ * The signal a nudge is for: the newest one opened or escalated in this run; else
+ * the user's newest open signal, when it is less than 7 days old and its nudge is
+ * still owed (no email_log row: a run stopped after committing; or FAILED with a
+ * known error). Null when no nudge is due.
+ */
+function nudgeTarget(now: Date, companies: OwnedCompany[], changed: Changed[]): Changed | null {
+  if (changed.length) return changed.reduce((a, b) => (b.signalId > a.signalId ? b : a));
+  const open = companies.flatMap((o) => (o.openSignal ? [o.openSignal] : []));
+  if (!open.length) return null;
+  const newest = open.reduce((a, b) => (b.updatedAt > a.updatedAt || (b.updatedAt.getTime() === a.updatedAt.getTime() && b.id > a.id) ? b : a));
+  const age = now.getTime() - newest.updatedAt.getTime();
+  const owed = newest.nudgeStatus === null || (newest.nudgeStatus === 'FAILED' && !(newest.nudgeError ?? '').startsWith(OUTCOME_UNKNOWN));
+  return owed && age >= 0 && age < NUDGE_CAP_DAYS * DAY_MS ? { signalId: newest.id, severity: newest.severity } : null;
+}
+
+/** Sends (or records as suppressed) the user's nudge naming every owned active company. */
+async function nudge(ctx: JobContext, emails: EmailService, c: Candidate, target: Changed): Promise<SendResult> {
+  const rendered = renderInactivityNudge(
+    {
+      userName: c.name,
+      daysInactive: c.daysInactive,
+      companies: c.companies.map((o) => ({ name: o.companyName, briScore: o.briScore, pendingTaskCount: o.pendingTaskCount, pendingTaskTitles: o.pendingTaskTitles })),
+    },
+    ctx.config.appBaseUrl,
+  );
+  const capped = c.nudge.lastNudgeSentAt !== null && ctx.now.getTime() - c.nudge.lastNudgeSentAt.getTime() < NUDGE_CAP_DAYS * DAY_MS;
+  const suppress = !c.nudge.inactivityNudges || c.nudge.unsubscribedAll ? 'preferences' : capped ? 'cap' : undefined;
+  return emails.send(
+    { type: 'INACTIVITY_NUDGE', idempotencyKey: `inactivity:${c.userId}:${target.signalId}:${target.severity}`, userId: c.userId, to: c.email, ...rendered },
+    suppress ? { suppress } : {},
+  );
+}
+
+function count(counts: Counts, result: SendResult): void {
+  if (result.outcome === 'sent') counts.emailsSent++;
+  else if (result.outcome === 'suppressed') counts.emailsSuppressed++;
+  else if (result.outcome === 'failed') counts.emailsFailed++;
+}

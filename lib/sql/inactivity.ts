@@ -1,0 +1,246 @@
+/**
+ * The reads of detect-inactivity, set-based: users are paged by id (keyset, a few
+ * hundred at a time) and everything about a page (owned active companies, last BRI
+ * score, pending tasks, open signal, email state) comes from one statement per
+ * kind over the page's ids, never one query per user. Memory stays flat however
+ * many users there are.
+ *
+ * Definitions (JOBS.md): an active company is not deleted and has at least one
+ * assessment or financial period; a user's last activity is their latest
+ * `user_sessions.last_active_at`, else `users.created_at`; days inactive are whole
+ * days (floor) from last activity to the run's clock.
+ */
+import type { Knex } from 'knex';
+import { shardSql, type Shard } from '../runtime/shard.ts';
+import type { Severity } from './signals.ts';
+
+/** The event type of the job's signals. */
+export const INACTIVITY_EVENT = 'user_inactivity';
+
+/** SQL condition: company `c` is active. */
+const ACTIVE_COMPANY = `c.deleted_at is null
+  and (exists (select 1 from assessments a where a.company_id = c.id)
+       or exists (select 1 from financial_periods f where f.company_id = c.id))`;
+
+/** SQL expression: the last activity of user `u` (needs the lateral `s` below). */
+const LAST_ACTIVE = `coalesce(s.last_active_at, u.created_at)`;
+const LATERAL_SESSIONS = `left join lateral (
+    select max(us.last_active_at) as last_active_at from user_sessions us where us.user_id = u.id
+  ) s on true`;
+/** Whole days from last activity to the clock (parameter `:now`). */
+const DAYS_INACTIVE = `floor(extract(epoch from (:now::timestamptz - ${LAST_ACTIVE})) / 86400)::int`;
+
+export interface Owner {
+  userId: string;
+  email: string;
+  name: string | null;
+  lastActiveAt: Date;
+  daysInactive: number;
+}
+
+export interface PageOptions {
+  now: Date;
+  shard: Shard;
+  /** Only owners of this company (--company). */
+  companyId?: string | undefined;
+  /** Users per page. @defaultValue 500 */
+  pageSize?: number;
+}
+
+/**
+ * One page of non-deleted users who own at least one active company (in this
+ * shard, or of `companyId`), with ids after `after`, in id order, each with their
+ * last activity and days inactive at `now`. The caller keeps those inactive long
+ * enough; the last id is the next page's `after`.
+ */
+export async function ownersPage(db: Knex, after: string, o: PageOptions): Promise<Owner[]> {
+  const { rows } = await db.raw<{ rows: Array<{ id: string; email: string; name: string | null; last_active_at: Date; days_inactive: number }> }>(
+    `select u.id, u.email, u.name, ${LAST_ACTIVE} as last_active_at, ${DAYS_INACTIVE} as days_inactive
+     from users u
+     ${LATERAL_SESSIONS}
+     where u.id > :after
+       and u.deleted_at is null
+       and ${shardSql('u.id', o.shard)}
+       ${o.companyId ? `and u.id in (select m.user_id from company_members m where m.company_id = :companyId and m.role = 'OWNER')` : ''}
+       and exists (
+         select 1 from company_members cm join companies c on c.id = cm.company_id
+         where cm.user_id = u.id and cm.role = 'OWNER' and ${ACTIVE_COMPANY}
+       )
+     order by u.id
+     limit :limit`,
+    { after, now: o.now, limit: o.pageSize ?? 500, ...(o.companyId ? { companyId: o.companyId } : {}) },
+  );
+  return rows.map((r) => ({ userId: r.id, email: r.email, name: r.name, lastActiveAt: r.last_active_at, daysInactive: Number(r.days_inactive) }));
+}
+
+/** One owned active company of a candidate, with what the nudge shows and the signal state. */
+export interface OwnedCompany {
+  userId: string;
+  companyId: string;
+  companyName: string;
+  /** Latest COMPLETED assessment's score at `now` (decimal text), or null. */
+  briScore: string | null;
+  pendingTaskCount: number;
+  /** Up to three pending task titles, earliest due first. */
+  pendingTaskTitles: string[];
+  /** The unresolved user_inactivity signal of this (user, company), if any. */
+  openSignal: { id: string; severity: Severity; updatedAt: Date; nudgeStatus: string | null; nudgeError: string | null } | null;
+}
+
+/**
+ * For many users at once: each (user, owned active company) pair with the
+ * company's last known BRI score, its pending tasks (PENDING or IN_PROGRESS: count
+ * and up to three titles), the pair's open user_inactivity signal, and the
+ * email_log status of that signal's nudge key. Ordered by user, company name.
+ */
+export async function ownedCompanies(db: Knex, userIds: string[], o: { now: Date; companyId?: string | undefined }): Promise<OwnedCompany[]> {
+  if (!userIds.length) return [];
+  const { rows } = await db.raw<{
+    rows: Array<{
+      user_id: string; company_id: string; company_name: string; bri_score: string | null; pending_count: number; pending_titles: string[] | null;
+      signal_id: string | null; signal_severity: Severity | null; signal_updated_at: Date | null; nudge_status: string | null; nudge_error: string | null;
+    }>;
+  }>(
+    `select cm.user_id, c.id as company_id, c.name as company_name,
+            bri.bri_score, coalesce(t.pending_count, 0) as pending_count, t.pending_titles,
+            sig.id as signal_id, sig.severity as signal_severity, sig.updated_at as signal_updated_at,
+            el.status as nudge_status, el.error as nudge_error
+     from company_members cm
+     join companies c on c.id = cm.company_id
+     left join lateral (
+       select a.bri_score from assessments a
+       where a.company_id = c.id and a.status = 'COMPLETED' and a.completed_at <= :now
+       order by a.completed_at desc limit 1
+     ) bri on true
+     left join lateral (
+       select count(*)::int as pending_count,
+              (array_agg(tk.title order by tk.due_at nulls last, tk.created_at, tk.id))[1:3] as pending_titles
+       from tasks tk where tk.company_id = c.id and tk.status in ('PENDING', 'IN_PROGRESS')
+     ) t on true
+     left join signals sig
+       on sig.company_id = c.id and sig.event_type = :event and coalesce(sig.user_id, '') = cm.user_id and sig.resolved_at is null
+     left join email_log el
+       on el.idempotency_key = 'inactivity:' || cm.user_id || ':' || sig.id || ':' || sig.severity
+     where cm.user_id = any(:userIds::text[]) and cm.role = 'OWNER' and ${ACTIVE_COMPANY}
+       ${o.companyId ? 'and c.id = :companyId' : ''}
+     order by cm.user_id, c.name, c.id`,
+    { userIds, now: o.now, event: INACTIVITY_EVENT, ...(o.companyId ? { companyId: o.companyId } : {}) },
+  );
+  return rows.map((r) => ({
+    userId: r.user_id,
+    companyId: r.company_id,
+    companyName: r.company_name,
+    briScore: r.bri_score,
+    pendingTaskCount: Number(r.pending_count),
+    pendingTaskTitles: r.pending_titles ?? [],
+    openSignal: r.signal_id
+      ? { id: r.signal_id, severity: r.signal_severity!, updatedAt: r.signal_updated_at!, nudgeStatus: r.nudge_status, nudgeError: r.nudge_error }
+      : null,
+  }));
+}
+
+/** What decides whether a user may get a nudge now. */
+export interface NudgeState {
+  inactivityNudges: boolean;
+  unsubscribedAll: boolean;
+  /** The latest INACTIVITY_NUDGE actually sent to the user, at or before `now`. */
+  lastNudgeSentAt: Date | null;
+}
+
+/**
+ * For many users at once: their nudge preferences (no row = allowed) and when
+ * they were last sent an INACTIVITY_NUDGE (for the 7-day cap).
+ */
+export async function nudgeStates(db: Knex, userIds: string[], now: Date): Promise<Map<string, NudgeState>> {
+  const out = new Map<string, NudgeState>();
+  if (!userIds.length) return out;
+  const { rows } = await db.raw<{ rows: Array<{ user_id: string; inactivity_nudges: boolean; unsubscribed_all: boolean; last_sent_at: Date | null }> }>(
+    `select ids.user_id,
+            coalesce(p.inactivity_nudges, true) as inactivity_nudges,
+            coalesce(p.unsubscribed_all, false) as unsubscribed_all,
+            (select max(e.sent_at) from email_log e
+              where e.user_id = ids.user_id and e.email_type = 'INACTIVITY_NUDGE' and e.status = 'SENT' and e.sent_at <= :now) as last_sent_at
+     from unnest(:userIds::text[]) as ids(user_id)
+     left join email_preferences p on p.user_id = ids.user_id`,
+    { userIds, now },
+  );
+  for (const r of rows) out.set(r.user_id, { inactivityNudges: r.inactivity_nudges, unsubscribedAll: r.unsubscribed_all, lastNudgeSentAt: r.last_sent_at });
+  return out;
+}
+
+/** An open user_inactivity signal and whether its user came back. */
+export interface OpenInactivitySignal {
+  id: string;
+  companyId: string;
+  userId: string;
+  daysInactive: number;
+}
+
+/**
+ * One page of unresolved user_inactivity signals of non-deleted users and
+ * companies (in this shard, by user id; or of `companyId`), after the cursor,
+ * walking the partial unique index `signals_one_open_per_subject` in its order
+ * (company, event type, user): each with the user's days inactive at `now`.
+ */
+export async function openInactivitySignalsPage(db: Knex, after: { companyId: string; userId: string }, o: PageOptions): Promise<OpenInactivitySignal[]> {
+  const { rows } = await db.raw<{ rows: Array<{ id: string; company_id: string; user_id: string; days_inactive: number }> }>(
+    `select sig.id, sig.company_id, sig.user_id, ${DAYS_INACTIVE} as days_inactive
+     from signals sig
+     join users u on u.id = sig.user_id
+     join companies c on c.id = sig.company_id
+     ${LATERAL_SESSIONS}
+     where sig.event_type = :event and sig.resolved_at is null
+       and (sig.company_id, sig.event_type, coalesce(sig.user_id, '')) > (:afterCompany, :event, :afterUser)
+       and u.deleted_at is null and c.deleted_at is null
+       and ${shardSql('sig.user_id', o.shard)}
+       ${o.companyId ? 'and sig.company_id = :companyId' : ''}
+     order by sig.company_id, sig.event_type, coalesce(sig.user_id, '')
+     limit :limit`,
+    { event: INACTIVITY_EVENT, afterCompany: after.companyId, afterUser: after.userId, now: o.now, limit: o.pageSize ?? 500, ...(o.companyId ? { companyId: o.companyId } : {}) },
+  );
+  return rows.map((r) => ({ id: r.id, companyId: r.company_id, userId: r.user_id, daysInactive: Number(r.days_inactive) }));
+}
+
+/** A candidate of detect-inactivity: an owner inactive long enough, with everything the job needs. */
+export interface Candidate extends Owner {
+  /** Owned active companies (only `companyId` with --company), by name. */
+  companies: OwnedCompany[];
+  nudge: NudgeState;
+}
+
+/**
+ * Pages through the owners of active companies (keyset on user id) and yields, per
+ * page, those inactive `minDaysInactive` days or more with their companies and
+ * nudge state: three statements per page, whatever its size.
+ */
+export async function* inactiveOwnerBatches(db: Knex, o: PageOptions & { minDaysInactive: number }): AsyncGenerator<Candidate[]> {
+  let after = '';
+  for (;;) {
+    const page = await ownersPage(db, after, o);
+    if (!page.length) return;
+    after = page.at(-1)!.userId;
+    const inactive = page.filter((u) => u.daysInactive >= o.minDaysInactive);
+    if (!inactive.length) continue;
+    const ids = inactive.map((u) => u.userId);
+    const companies = await ownedCompanies(db, ids, o);
+    const states = await nudgeStates(db, ids, o.now);
+    const byUser = Map.groupBy(companies, (c) => c.userId);
+    const candidates = inactive
+      .map((u) => ({ ...u, companies: byUser.get(u.userId) ?? [], nudge: states.get(u.userId) ?? { inactivityNudges: true, unsubscribedAll: false, lastNudgeSentAt: null } }))
+      // A company that stopped being active between the two reads leaves nothing to do.
+      .filter((c) => c.companies.length > 0);
+    if (candidates.length) yield candidates;
+  }
+}
+
+/** Pages through the open user_inactivity signals (see `openInactivitySignalsPage`). */
+export async function* openInactivitySignalBatches(db: Knex, o: PageOptions): AsyncGenerator<OpenInactivitySignal[]> {
+  let after = { companyId: '', userId: '' };
+  for (;;) {
+    const page = await openInactivitySignalsPage(db, after, o);
+    if (!page.length) return;
+    const last = page.at(-1)!;
+    after = { companyId: last.companyId, userId: last.userId };
+    yield page;
+  }
+}

@@ -1,0 +1,129 @@
+/**
+ * A loopback SendGrid: `POST /v3/mail/send` on 127.0.0.1 (a free port), speaking
+ * the real wire format. Every request must carry `Authorization: Bearer <key>` and
+ * a body valid against SendGrid's official JSON schema
+ * (test/fixtures/sendgrid/mail-send.schema.json, with the known `custom_args` bug
+ * overridden, see SOURCES.md there); it answers 202 with `X-Message-Id`, or the
+ * failures a test queues (429 with Retry-After, 500, 400...). Requests and their
+ * verdicts are kept for assertions.
+ */
+import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import path from 'node:path';
+import { Ajv2020 } from 'ajv/dist/2020.js';
+import addFormatsPlugin from 'ajv-formats';
+import { ROOT } from './run.ts';
+
+const addFormats = addFormatsPlugin as unknown as (ajv: Ajv2020) => void;
+
+/** The official schema, with the one documented override (top-level custom_args is an object). */
+function loadValidator() {
+  const schema = JSON.parse(fs.readFileSync(path.join(ROOT, 'test/fixtures/sendgrid/mail-send.schema.json'), 'utf8')) as {
+    properties: Record<string, unknown>;
+  };
+  schema.properties.custom_args = { type: 'object', additionalProperties: { type: 'string' } };
+  const ajv = new Ajv2020({ allErrors: true, strict: false });
+  addFormats(ajv);
+  return ajv.compile(schema);
+}
+let validator: ReturnType<typeof loadValidator> | undefined;
+
+export interface ReceivedMail {
+  headers: http.IncomingHttpHeaders;
+  body: Record<string, unknown>;
+  /** The answer given. */
+  status: number;
+  /** Schema errors, when the body was invalid (answered 400). */
+  errors?: string[];
+  messageId?: string;
+}
+
+export interface QueuedFailure {
+  status: number;
+  /** Response headers, e.g. `{ 'Retry-After': '1' }`. */
+  headers?: Record<string, string>;
+  body?: unknown;
+}
+
+export interface SendGridServer {
+  url: string;
+  apiKey: string;
+  /** Every request received, in order. */
+  requests: ReceivedMail[];
+  /** The accepted ones (202). */
+  accepted(): ReceivedMail[];
+  /** The next requests get these answers, in order, before normal service resumes. */
+  failNext(...failures: QueuedFailure[]): void;
+  /** Every request gets this answer until `recover()`. */
+  failAlways(failure: QueuedFailure): void;
+  recover(): void;
+  close(): Promise<void>;
+}
+
+/** Starts the server; the test closes it. */
+export async function startSendGridServer(options: { apiKey?: string } = {}): Promise<SendGridServer> {
+  validator ??= loadValidator();
+  const validate = validator;
+  const apiKey = options.apiKey ?? 'SG.loopback-test-key.0123456789abcdef';
+  const requests: ReceivedMail[] = [];
+  const queue: QueuedFailure[] = [];
+  let always: QueuedFailure | undefined;
+  let seq = 0;
+
+  const reply = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
+    const text = body === undefined ? '' : JSON.stringify(body);
+    res.writeHead(status, { ...(text ? { 'Content-Type': 'application/json' } : {}), ...headers });
+    res.end(text);
+  };
+
+  const server = http.createServer((req, res) => {
+    const chunks: Buffer[] = [];
+    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('end', () => {
+      if (req.method !== 'POST' || req.url !== '/v3/mail/send') return reply(res, 404, { errors: [{ message: 'not found', field: null }] });
+      let body: Record<string, unknown>;
+      try {
+        body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as Record<string, unknown>;
+      } catch {
+        return reply(res, 400, { errors: [{ message: 'Bad Request: body is not JSON', field: null }] });
+      }
+      const record: ReceivedMail = { headers: req.headers, body, status: 0 };
+      requests.push(record);
+      if (req.headers.authorization !== `Bearer ${apiKey}`) {
+        record.status = 401;
+        return reply(res, 401, { errors: [{ message: 'The provided authorization grant is invalid, expired, or revoked', field: null }] });
+      }
+      if (!validate(body)) {
+        record.status = 400;
+        record.errors = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`);
+        return reply(res, 400, { errors: record.errors.map((m) => ({ message: m, field: null })) });
+      }
+      const failure = queue.shift() ?? always;
+      if (failure) {
+        record.status = failure.status;
+        return reply(res, failure.status, failure.body ?? { errors: [{ message: `loopback failure ${failure.status}`, field: null }] }, failure.headers);
+      }
+      record.status = 202;
+      record.messageId = `loopback-${++seq}`;
+      return reply(res, 202, undefined, { 'X-Message-Id': record.messageId });
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as AddressInfo;
+
+  return {
+    url: `http://127.0.0.1:${port}`,
+    apiKey,
+    requests,
+    accepted: () => requests.filter((r) => r.status === 202),
+    failNext: (...failures) => queue.push(...failures),
+    failAlways: (failure) => (always = failure),
+    recover: () => (always = undefined),
+    close: () =>
+      new Promise<void>((resolve, reject) => {
+        server.closeAllConnections();
+        server.close((err) => (err ? reject(err) : resolve()));
+      }),
+  };
+}
