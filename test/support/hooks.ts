@@ -15,6 +15,7 @@ export const mochaHooks = {
       throw new Error(
         `PostgreSQL is not reachable at ${TEST_DATABASE_URL} (${(err as Error).message}). ` +
           `Start it (pg_ctlcluster 15 main start) or set TEST_DATABASE_URL; TEST_BACKENDS=pglite runs the embedded half only.`,
+        { cause: err },
       );
     }
   },
