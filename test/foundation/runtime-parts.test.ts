@@ -1,0 +1,82 @@
+import { PassThrough } from 'node:stream';
+import { expect } from 'chai';
+import { Progress } from '../../lib/runtime/progress.ts';
+import { Cleanups, installShutdown } from '../../lib/runtime/shutdown.ts';
+import { createLogger } from '../../lib/telemetry/log.ts';
+import { redact, registerSecrets, clearSecrets } from '../../lib/telemetry/redact.ts';
+
+function capture() {
+  const stream = new PassThrough();
+  const lines: Array<Record<string, unknown>> = [];
+  stream.on('data', (c: Buffer) => c.toString().split('\n').filter(Boolean).forEach((l) => lines.push(JSON.parse(l))));
+  return { log: createLogger({ level: 'debug', pretty: false, stream }), lines };
+}
+
+describe('runtime parts', () => {
+  it('logs progress with done/total, rate and ETA on its interval', async () => {
+    const { log, lines } = capture();
+    const p = new Progress({ log, phase: 'users', total: 100, intervalMs: 30, bar: false });
+    p.tick(25);
+    await new Promise((r) => setTimeout(r, 80));
+    p.stop();
+    const line = lines.find((l) => l.message === 'progress');
+    expect(line).to.include({ phase: 'users', done: 25, total: 100 });
+    expect(line!.ratePerSecond).to.be.a('number').greaterThan(0);
+    expect(line!.etaSeconds).to.be.a('number');
+  });
+
+  it('runs cleanups last-in-first-out, each in its own try/catch', async () => {
+    const order: string[] = [];
+    const c = new Cleanups();
+    c.push('db', () => void order.push('db'));
+    c.push('broken', () => {
+      throw new Error('boom');
+    });
+    c.push('server', async () => void order.push('server'));
+    const { log, lines } = capture();
+    await c.runAll(log);
+    expect(order).to.deep.equal(['server', 'db']);
+    expect(lines.some((l) => l.message === 'cleanup:failed' && l.cleanup === 'broken')).to.equal(true);
+  });
+
+  it('aborts the run on the first SIGTERM and forces exit 143 on the second', () => {
+    const exits: number[] = [];
+    const { log } = capture();
+    const h = installShutdown(() => log, (code) => exits.push(code));
+    try {
+      process.emit('SIGTERM', 'SIGTERM');
+      expect(h.signal.aborted).to.equal(true);
+      expect(exits).to.deep.equal([]);
+      process.emit('SIGTERM', 'SIGTERM');
+      expect(exits).to.deep.equal([143]);
+    } finally {
+      h.dispose();
+    }
+  });
+
+  it('redacts registered secrets, bearer tokens, URL passwords and encrypted tokens', () => {
+    registerSecrets('super-secret-sendgrid-key');
+    try {
+      const text = redact(
+        'key super-secret-sendgrid-key; Authorization: Bearer eyJhbGciOiJIUzI1NiJ9.abc; postgres://app:pw123@db/x; enc:v1:AAAA:BBBB:CCCC; {"refresh_token":"AB11"}',
+      );
+      for (const secret of ['super-secret-sendgrid-key', 'eyJhbGciOiJIUzI1NiJ9', 'pw123', 'enc:v1:AAAA', 'AB11']) expect(text).not.to.contain(secret);
+      expect(text).to.contain('postgres://app:[REDACTED]@db/x');
+    } finally {
+      clearSecrets();
+    }
+  });
+
+  it('redacts secrets inside log metadata and errors', () => {
+    registerSecrets('client-secret-xyz');
+    try {
+      const { log, lines } = capture();
+      log.error('item:failed', { error: new Error('refused with client-secret-xyz'), detail: { access_token: 'tok-123456' } });
+      const out = JSON.stringify(lines);
+      expect(out).not.to.contain('client-secret-xyz');
+      expect(out).not.to.contain('tok-123456');
+    } finally {
+      clearSecrets();
+    }
+  });
+});
