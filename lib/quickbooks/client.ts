@@ -29,7 +29,7 @@ export interface QuickBooksClientOptions {
   timeoutMs: number;
   /** Retries of one call on 429, 5xx and network errors. @defaultValue 4 */
   retries?: number;
-  /** First backoff, ms (doubles each retry). @defaultValue 500 */
+  /** First backoff, ms (doubles each retry). @defaultValue 250 */
   backoffMs?: number;
   /** Length of the rate window, ms (tests shorten it). @defaultValue 60000 */
   rateWindowMs?: number;
@@ -54,7 +54,9 @@ export class QuickBooksClient {
   }
 
   /** Fetches one report with monthly columns for start..end (inclusive dates, 'YYYY-MM-DD'). */
-  async report(realmId: string, accessToken: string, name: ReportName, range: { startDate: string; endDate: string }): Promise<QboReport> {
+  async report(realmId: string, accessToken: string, name: ReportName, range: { startDate: string; endDate: string }, options: { signal?: AbortSignal } = {}): Promise<QboReport> {
+    const signals = [this.#options.signal, options.signal].filter((x): x is AbortSignal => x !== undefined);
+    const signal = signals.length ? AbortSignal.any(signals) : undefined;
     const url = new URL(`${this.#options.apiUrl}/v3/company/${encodeURIComponent(realmId)}/reports/${name}`);
     url.search = new URLSearchParams({
       start_date: range.startDate,
@@ -63,18 +65,18 @@ export class QuickBooksClient {
       accounting_method: this.#options.accountingMethod,
       minorversion: MINOR_VERSION,
     }).toString();
-    const body = await pRetry(() => this.#queue(realmId).add(() => this.#global.add(() => this.#get(url, accessToken, realmId, name))), {
+    const body = await pRetry(() => this.#queue(realmId).add(() => this.#global.add(() => this.#get(url, accessToken, realmId, name, signal), signal ? { signal } : {}), signal ? { signal } : {}), {
       retries: this.#options.retries ?? 4,
-      minTimeout: this.#options.backoffMs ?? 500,
+      minTimeout: this.#options.backoffMs ?? 250,
       factor: 2,
       randomize: true,
-      ...(this.#options.signal ? { signal: this.#options.signal } : {}),
+      ...(signal ? { signal } : {}),
       shouldRetry: ({ error }) => error instanceof QuickBooksTransientError,
       onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
         if (!(error instanceof QuickBooksTransientError) || retriesLeft === 0) return;
         this.#options.log.warn('qbo:request:retry', { realmId, report: name, attempt: attemptNumber, status: (error as QuickBooksTransientError).status, intuitTid: (error as QuickBooksTransientError).intuitTid, retryAfterMs: error.retryAfterMs });
         // Intuit said how long to wait: honour it before the backoff.
-        if (error.retryAfterMs) await sleep(error.retryAfterMs, this.#options.signal);
+        if (error.retryAfterMs) await sleep(error.retryAfterMs, signal);
       },
     });
     if (!body || typeof body !== 'object') throw new QuickBooksParseError(`QuickBooks ${name} for realm ${realmId} is not a JSON object`);
@@ -91,16 +93,17 @@ export class QuickBooksClient {
     return q;
   }
 
-  async #get(url: URL, accessToken: string, realmId: string, name: ReportName): Promise<unknown> {
+  async #get(url: URL, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined): Promise<unknown> {
     this.calls++;
     const started = performance.now();
     let res: Response;
     try {
       res = await fetch(url, {
         headers: { Authorization: `Bearer ${accessToken}`, Accept: 'application/json' },
-        signal: AbortSignal.any([AbortSignal.timeout(this.#options.timeoutMs), ...(this.#options.signal ? [this.#options.signal] : [])]),
+        signal: AbortSignal.any([AbortSignal.timeout(this.#options.timeoutMs), ...(signal ? [signal] : [])]),
       });
     } catch (err) {
+      if (signal?.aborted) throw err; // stopped by the caller: not Intuit's failure
       const timedOut = (err as Error).name === 'TimeoutError';
       const e = traced(new QuickBooksTransientError(timedOut ? `QuickBooks ${name} for realm ${realmId} timed out after ${this.#options.timeoutMs} ms` : `QuickBooks ${name} for realm ${realmId} failed: ${networkReason(err)}`), { code: timedOut ? 'timeout' : 'network' });
       this.#options.log.warn('qbo:request:failed', { realmId, report: name, error: e.message });

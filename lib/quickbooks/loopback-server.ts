@@ -78,6 +78,7 @@ export interface LoopbackQuickBooks {
   onTokenIssued?: (refreshToken: string) => void;
   /** Called when a report request arrives. */
   onReportRequest?: (realmId: string) => void;
+  /** A realm's counts; `*`: all realms together. */
   stats(realmId: string): RealmStats;
   tokenStats: TokenStats;
   /** Refresh tokens issued, newest last. */
@@ -187,10 +188,13 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
 
   async function report(req: http.IncomingMessage, res: http.ServerResponse, realmId: string, name: 'ProfitAndLoss' | 'BalanceSheet', params: URLSearchParams): Promise<void> {
     const s = statsOf(realmId);
-    s.reportRequests++;
-    s.inFlight++;
-    s.maxInFlight = Math.max(s.maxInFlight, s.inFlight);
-    s.startedAt.push(Date.now());
+    const all = statsOf('*');
+    for (const x of [s, all]) {
+      x.reportRequests++;
+      x.inFlight++;
+      x.maxInFlight = Math.max(x.maxInFlight, x.inFlight);
+      x.startedAt.push(Date.now());
+    }
     const tid = `loopback-${crypto.randomBytes(6).toString('hex')}`;
     res.setHeader('intuit_tid', tid);
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
@@ -228,6 +232,7 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
       send(200, name === 'ProfitAndLoss' ? profitAndLoss(realmId, start, end, basis, b.adjustments ?? {}) : balanceSheet(realmId, start, end, basis, b.adjustments ?? {}));
     } finally {
       s.inFlight--;
+      all.inFlight--;
     }
   }
 

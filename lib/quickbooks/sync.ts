@@ -13,7 +13,7 @@ import { redact } from '../telemetry/redact.ts';
 import type { QuickBooksClient } from './client.ts';
 import { QuickBooksAuthError, QuickBooksClientError, QuickBooksParseError, QuickBooksReauthError } from './errors.ts';
 import type { TokenEndpoint } from './oauth.ts';
-import { monthlyFigures, type MonthFigures } from './report-parser.ts';
+import { monthlyFigures, type MonthFigures, type QboReport } from './report-parser.ts';
 import { TokenDecryptError } from './token-crypto.ts';
 import { currentAccessToken, decrypt, refreshAccessToken, type TokenKeys } from './tokens.ts';
 import { PermanentError, TransientError } from '../errors.ts';
@@ -101,9 +101,22 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
 /** Token, both reports (a 401 refreshes once and retries once), monthly figures. */
 async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate: string; endDate: string }): Promise<MonthFigures[]> {
   const tokenDeps = { db: deps.db, endpoint: deps.endpoint, keys: deps.keys, now: deps.now };
-  const fetchBoth = (token: string) => Promise.all([deps.client.report(c.realmId, token, 'ProfitAndLoss', window), deps.client.report(c.realmId, token, 'BalanceSheet', window)]);
+  const fetchBoth = async (token: string) => {
+    // When one report fails, the other is stopped: nothing of this sync outlives it.
+    const stop = new AbortController();
+    let first: unknown;
+    const one = (name: 'ProfitAndLoss' | 'BalanceSheet') =>
+      deps.client.report(c.realmId, token, name, window, { signal: stop.signal }).catch((err: unknown) => {
+        if (first === undefined) first = err;
+        stop.abort();
+        throw err;
+      });
+    const settled = await Promise.allSettled([one('ProfitAndLoss'), one('BalanceSheet')]);
+    if (first !== undefined) throw first;
+    return settled.map((r) => (r as PromiseFulfilledResult<QboReport>).value) as [QboReport, QboReport];
+  };
   let token = await currentAccessToken(tokenDeps, c);
-  let reports;
+  let reports: [QboReport, QboReport];
   try {
     reports = await fetchBoth(token);
   } catch (err) {

@@ -1,0 +1,68 @@
+/**
+ * QuickBooks test helpers: an integration row with tokens encrypted like the
+ * product writes them, registered with the loopback server.
+ */
+import crypto from 'node:crypto';
+import type { Knex } from 'knex';
+import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { encryptToken } from '../../lib/quickbooks/token-crypto.ts';
+import { aCompany, daysBefore } from '../support/factories.ts';
+import { NOW } from '../support/run.ts';
+
+export const KEY = crypto.randomBytes(32);
+export const OLD_KEY = crypto.randomBytes(32);
+export const CLIENT_ID = 'qb-test-client-id';
+export const CLIENT_SECRET = 'qb-test-client-secret-0123456789';
+
+/** Environment for sync-quickbooks against the loopback server. */
+export function qbEnv(server: LoopbackQuickBooks, over: Record<string, string | undefined> = {}): Record<string, string | undefined> {
+  return {
+    QUICKBOOKS_CLIENT_ID: CLIENT_ID,
+    QUICKBOOKS_CLIENT_SECRET: CLIENT_SECRET,
+    QUICKBOOKS_API_URL: server.apiUrl,
+    QUICKBOOKS_TOKEN_URL: server.tokenUrl,
+    TOKEN_ENCRYPTION_KEY: KEY.toString('base64'),
+    QUICKBOOKS_TIMEOUT_MS: '5000',
+    ...over,
+  };
+}
+
+let seq = 0;
+
+export interface IntegrationOptions {
+  /** Access token lifetime left at NOW, ms (negative: expired). @defaultValue 1 hour */
+  accessExpiresInMs?: number;
+  key?: Buffer;
+  row?: Record<string, unknown>;
+  company?: Record<string, unknown>;
+  /** Register the tokens with the server. @defaultValue true */
+  register?: boolean;
+}
+
+export interface TestIntegration {
+  id: string;
+  companyId: string;
+  realmId: string;
+  accessToken: string;
+  refreshToken: string;
+}
+
+export async function anIntegration(db: Knex, server: LoopbackQuickBooks, o: IntegrationOptions = {}): Promise<TestIntegration> {
+  const n = ++seq;
+  const company = await aCompany(db, o.company ?? {});
+  const realmId = `9130${process.pid}${String(n).padStart(4, '0')}`;
+  const accessToken = `access-${crypto.randomBytes(8).toString('hex')}`;
+  const refreshToken = `refresh-${crypto.randomBytes(8).toString('hex')}`;
+  if (o.register !== false) server.addTokens(realmId, { accessToken, refreshToken });
+  const id = `qbo_${process.pid}_${n}`;
+  const key = o.key ?? KEY;
+  await db('quickbooks_integrations').insert({
+    id, company_id: company.id, realm_id: realmId,
+    access_token: encryptToken(accessToken, key), refresh_token: encryptToken(refreshToken, key),
+    access_token_expires_at: new Date(NOW.getTime() + (o.accessExpiresInMs ?? 3600_000)),
+    refresh_token_expires_at: new Date(NOW.getTime() + 90 * 86_400_000),
+    created_at: daysBefore(100),
+    ...o.row,
+  });
+  return { id, companyId: company.id, realmId, accessToken, refreshToken };
+}
