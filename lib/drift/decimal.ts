@@ -43,13 +43,13 @@ function group(text: string): string {
 const CURRENCY_SYMBOLS: Record<string, string> = { USD: '$', CAD: 'CA$', AUD: 'A$', EUR: '€', GBP: '£' };
 
 /**
- * Money as people read it: "$1,250,000" (cents dropped when the amount is large or
- * whole), "$980.50", "-$12,400"; other currencies get their symbol or code.
+ * Money as people read it: "$1,250,000" (whole units from 1,000 up, or when the
+ * amount is whole), "$980.50", "-$12,400"; other currencies get their symbol or code.
  */
 export function formatMoney(amount: string, currency = 'USD'): string {
   const d = new Dec(amount);
   const abs = d.abs();
-  const digits = abs.gte(10_000) || abs.isInteger() ? abs.toFixed(0) : abs.toFixed(2);
+  const digits = abs.gte(1000) || abs.isInteger() ? abs.toFixed(0) : abs.toFixed(2);
   const symbol = CURRENCY_SYMBOLS[currency.toUpperCase()];
   const body = symbol ? `${symbol}${group(digits)}` : `${group(digits)} ${currency.toUpperCase()}`;
   return d.isNegative() && !d.isZero() ? `-${body}` : body;
@@ -61,10 +61,9 @@ export function formatMoneyChange(amount: string, currency = 'USD'): string {
   return d.isNegative() && !d.isZero() ? formatMoney(amount, currency) : `+${formatMoney(amount, currency)}`;
 }
 
-/** A score: trailing zeros trimmed to one decimal ("61.5", "60.0", "61.75"). */
+/** A score, exact, without trailing zeros: "61.5", "60", "61.75". */
 export function formatScore(value: string): string {
-  const text = new Dec(value).toFixed(2);
-  return text.endsWith('0') ? text.slice(0, -1) : text;
+  return new Dec(new Dec(value).toFixed(2)).toString();
 }
 
 /** A signed score change: "+3.5", "-1.25", "0.0". */

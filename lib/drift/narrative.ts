@@ -16,6 +16,9 @@ export const CATEGORY_LABELS: Record<CategoryKey, string> = {
   PERSONAL: 'Personal',
 };
 
+/** "Acme's", but "Harbor Partners'". */
+const possessive = (name: string) => (/s$/i.test(name) ? `${name}'` : `${name}'s`);
+
 const plural = (n: number, one: string, many: string) => `${n} ${n === 1 ? one : many}`;
 
 function listing(parts: string[]): string {
@@ -32,11 +35,11 @@ function briSentence(r: Omit<DriftReport, 'narrative'>, month: string): string {
   if (bri.start === null) return `${name} completed its first Buyer Readiness Index (BRI) assessment in ${month}, scoring ${formatScore(bri.end)} out of 100.`;
   const delta = new Dec(bri.delta ?? '0');
   const points = `${formatScore(delta.abs().toString())} ${delta.abs().eq(1) ? 'point' : 'points'}`;
-  if (bri.direction === 'IMPROVING') return `${name}'s Buyer Readiness Index (BRI) rose ${points} in ${month}, from ${formatScore(bri.start)} to ${formatScore(bri.end)}.`;
-  if (bri.direction === 'DECLINING') return `${name}'s Buyer Readiness Index (BRI) fell ${points} in ${month}, from ${formatScore(bri.start)} to ${formatScore(bri.end)}.`;
+  if (bri.direction === 'IMPROVING') return `${possessive(name)} Buyer Readiness Index (BRI) rose ${points} in ${month}, from ${formatScore(bri.start)} to ${formatScore(bri.end)}.`;
+  if (bri.direction === 'DECLINING') return `${possessive(name)} Buyer Readiness Index (BRI) fell ${points} in ${month}, from ${formatScore(bri.start)} to ${formatScore(bri.end)}.`;
   const quiet = bri.assessmentsInPeriod === 0 ? ', with no new assessment this month' : '';
-  if (delta.isZero()) return `${name}'s Buyer Readiness Index (BRI) held steady at ${formatScore(bri.end)} in ${month}${quiet}.`;
-  return `${name}'s Buyer Readiness Index (BRI) was stable in ${month}, moving from ${formatScore(bri.start)} to ${formatScore(bri.end)} (${formatDelta(bri.delta!)})${quiet}.`;
+  if (delta.isZero()) return `${possessive(name)} Buyer Readiness Index (BRI) held steady at ${formatScore(bri.end)} in ${month}${quiet}.`;
+  return `${possessive(name)} Buyer Readiness Index (BRI) was stable in ${month}, moving from ${formatScore(bri.start)} to ${formatScore(bri.end)} (${formatDelta(bri.delta!)})${quiet}.`;
 }
 
 function moversSentence(r: Omit<DriftReport, 'narrative'>): string | null {

@@ -35,8 +35,8 @@ describe('drift engine', () => {
           completedInPeriod: 1,
         },
         valuation: {
-          start: { valuation: '1000000.10', currency: 'USD', createdAt: new Date('2026-01-05T00:00:00Z') },
-          end: { valuation: '1000000.30', currency: 'USD', createdAt: new Date('2026-02-05T00:00:00Z') },
+          start: { valuation: '1200000.10', currency: 'USD', createdAt: new Date('2026-01-05T00:00:00Z') },
+          end: { valuation: '1260000.30', currency: 'USD', createdAt: new Date('2026-02-05T00:00:00Z') },
         },
         tasks: { completed: 3, pending: 5, overdue: 2 },
         signals: { opened: { HIGH: 1, MEDIUM: 2 }, resolved: 1 },
@@ -70,12 +70,12 @@ describe('drift engine', () => {
       ]);
     });
 
-    it('computes the valuation change without float drift (0.30 - 0.10 = 0.20)', () => {
-      expect(report.valuation.start).to.deep.equal({ amount: '1000000.10', currency: 'USD' });
-      expect(report.valuation.end).to.deep.equal({ amount: '1000000.30', currency: 'USD' });
-      expect(report.valuation.change).to.deep.equal({ amount: '0.20', currency: 'USD' });
-      // 0.20 / 1000000.10 × 100 = 0.0000199999… → 0.00
-      expect(report.valuation.changePercent).to.equal('0.00');
+    it('computes the valuation change without float drift (in floats, 1260000.30 - 1200000.10 = 60000.19999…)', () => {
+      expect(report.valuation.start).to.deep.equal({ amount: '1200000.10', currency: 'USD' });
+      expect(report.valuation.end).to.deep.equal({ amount: '1260000.30', currency: 'USD' });
+      expect(report.valuation.change).to.deep.equal({ amount: '60000.20', currency: 'USD' });
+      // 60000.20 / 1200000.10 × 100 = 5.0000162…
+      expect(report.valuation.changePercent).to.equal('5.00');
     });
 
     it('carries tasks and counts signals by severity', () => {
@@ -98,8 +98,8 @@ describe('drift engine', () => {
     it('writes one paragraph from the same figures', () => {
       expect(report.narrative).to.equal(
         "Harbor Dental LLC's Buyer Readiness Index (BRI) rose 3.5 points in February 2026, from 58.25 to 61.75. " +
-          'The biggest category movement was Financial (+6.0), followed by Market (+4.25) and Operational (-2.0). ' +
-          'The valuation estimate moved from $1,000,000 to $1,000,000 (0.0%). ' +
+          'The biggest category movement was Financial (+6), followed by Market (+4.25) and Operational (-2). ' +
+          'The valuation estimate moved from $1,200,000 to $1,260,000 (+5.0%). ' +
           '3 tasks were completed during the month, and 5 remain open (2 overdue). ' +
           '3 new signals were raised (1 high, 2 medium) and 1 resolved. ' +
           'In February 2026, revenue was $120,000 (+20.0% on January 2026) and EBITDA $25,001 (-2.0%).',

@@ -101,7 +101,7 @@ describe('generate-drift-reports', function () {
       const r = await reportOf(knex(), company.id);
       expect([r.bri_score_start, r.bri_score_end, r.bri_delta, r.direction]).to.deep.equal([null, '42.00', null, 'IMPROVING']);
       expect(r.report.bri.firstAssessment).to.equal(true);
-      expect(r.report.narrative).to.include('completed its first Buyer Readiness Index (BRI) assessment in February 2026, scoring 42.0');
+      expect(r.report.narrative).to.include('completed its first Buyer Readiness Index (BRI) assessment in February 2026, scoring 42 out of 100');
     });
 
     it('reports an only-financials company as NO_DATA with its latest month before periodEnd and the month before it', async () => {

@@ -106,7 +106,7 @@ function categoryRow(c: CategoryMovement): string {
 function categoriesHtml(r: DriftReport): string {
   if (r.categories.every((c) => c.end === null)) return '';
   const legend = r.categories.some((c) => c.start !== null)
-    ? `<div style="margin:8px 0 0 0;font-size:12px;color:${THEME.muted};"><span style="display:inline-block;width:12px;height:6px;background-color:${COLORS.startBar};"></span> start of month &nbsp; <span style="display:inline-block;width:12px;height:10px;background-color:${THEME.brand};"></span> end of month</div>`
+    ? `<div style="margin:8px 0 0 0;font-size:12px;color:${THEME.muted};"><span style="display:inline-block;width:12px;height:6px;background-color:${COLORS.startBar};"></span> start of month &nbsp; <span style="display:inline-block;width:12px;height:10px;background-color:${THEME.brand};"></span> end of month (<span style="color:${COLORS.up};">green</span> up, <span style="color:${COLORS.down};">red</span> down)</div>`
     : '';
   const movers = r.topMovers.length
     ? `<div style="margin:12px 0 0 0;font-size:14px;"><strong>Biggest movers:</strong> ${r.topMovers.map((m) => `${escapeHtml(CATEGORY_LABELS[m.key])} <span style="color:${tone(m.delta).color};font-weight:700;">${tone(m.delta).arrow}&nbsp;${escapeHtml(formatDelta(m.delta!))}</span>`).join(' &middot; ')}</div>`
