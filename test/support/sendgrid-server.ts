@@ -58,6 +58,10 @@ export interface SendGridServer {
   /** Every request gets this answer until `recover()`. */
   failAlways(failure: QueuedFailure): void;
   recover(): void;
+  /** Delays every answer by this long (to observe concurrency and timeouts). */
+  delay(ms: number): void;
+  /** The most requests that were being answered at the same time. */
+  maxConcurrent(): number;
   close(): Promise<void>;
 }
 
@@ -70,6 +74,9 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
   const queue: QueuedFailure[] = [];
   let always: QueuedFailure | undefined;
   let seq = 0;
+  let delayMs = 0;
+  let current = 0;
+  let most = 0;
 
   const reply = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const text = body === undefined ? '' : JSON.stringify(body);
@@ -79,8 +86,12 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
 
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
+    current++;
+    most = Math.max(most, current);
+    res.on('close', () => current--);
     req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
+    req.on('end', () => (delayMs ? setTimeout(answer, delayMs) : answer()));
+    const answer = () => {
       if (req.method !== 'POST' || req.url !== '/v3/mail/send') return reply(res, 404, { errors: [{ message: 'not found', field: null }] });
       let body: Record<string, unknown>;
       try {
@@ -107,7 +118,7 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
       record.status = 202;
       record.messageId = `loopback-${++seq}`;
       return reply(res, 202, undefined, { 'X-Message-Id': record.messageId });
-    });
+    };
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   const { port } = server.address() as AddressInfo;
@@ -119,7 +130,14 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
     accepted: () => requests.filter((r) => r.status === 202),
     failNext: (...failures) => queue.push(...failures),
     failAlways: (failure) => (always = failure),
-    recover: () => (always = undefined),
+    recover: () => {
+      always = undefined;
+      queue.length = 0;
+      delayMs = 0;
+      most = 0;
+    },
+    delay: (ms) => (delayMs = ms),
+    maxConcurrent: () => most,
     close: () =>
       new Promise<void>((resolve, reject) => {
         server.closeAllConnections();

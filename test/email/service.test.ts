@@ -1,0 +1,232 @@
+/**
+ * The email service against real databases and the loopback SendGrid: idempotency
+ * through email_log, suppression, retries (429 with Retry-After, 5xx, network),
+ * no retry on other 4xx, stale PENDING rows, dry runs, the outbox transport.
+ */
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PassThrough } from 'node:stream';
+import { expect } from 'chai';
+import { loadConfig } from '../../lib/config.ts';
+import { createEmailService, type EmailService, type OutgoingEmail } from '../../lib/email/service.ts';
+import { createLogger } from '../../lib/telemetry/log.ts';
+import { eachBackend } from '../support/db.ts';
+import { aUser, daysBefore } from '../support/factories.ts';
+import { NOW } from '../support/run.ts';
+import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+
+type Row = Record<string, unknown>;
+
+describe('email service', function () {
+  let sendgrid: SendGridServer;
+  before(async () => {
+    sendgrid = await startSendGridServer();
+  });
+  after(async () => {
+    await sendgrid.close();
+  });
+
+  eachBackend((db) => {
+    let services: EmailService[] = [];
+    let user: Row & { id: string };
+    beforeEach(async () => {
+      await db().truncate();
+      sendgrid.requests.length = 0;
+      sendgrid.recover();
+      user = await aUser(db().knex);
+    });
+    afterEach(async () => {
+      for (const s of services.splice(0)) await s.close();
+    });
+
+    const logLines: Array<Record<string, unknown>> = [];
+    const service = (over: { env?: Record<string, string>; dryRun?: boolean; now?: Date } = {}) => {
+      const stream = new PassThrough();
+      stream.on('data', (c: Buffer) => {
+        for (const l of c.toString().split('\n')) if (l.trim()) logLines.push(JSON.parse(l) as Record<string, unknown>);
+      });
+      const config = loadConfig({ SENDGRID_API_KEY: sendgrid.apiKey, SENDGRID_API_URL: sendgrid.url, EMAIL_MAX_RETRIES: '2', APP_BASE_URL: 'https://app.example.test', ...over.env });
+      const s = createEmailService({ config, db: db().knex, log: createLogger({ level: 'debug', pretty: false, stream }), dryRun: over.dryRun ?? false, now: over.now ?? NOW, retryMinDelayMs: 10, retryMaxDelayMs: 2000 });
+      services.push(s);
+      return s;
+    };
+    const email = (key = 'test:1'): OutgoingEmail => ({ type: 'INACTIVITY_NUDGE', idempotencyKey: key, userId: user.id, to: String(user.email), subject: 'Hello <there>', html: '<p>Hi</p>', text: 'Hi' });
+    const rows = (): Promise<Row[]> => db().knex('email_log').orderBy('idempotency_key');
+
+    it('sends through SendGrid a request valid against the official schema, and records SENT', async () => {
+      const result = await service().send(email());
+      expect(result).to.deep.equal({ outcome: 'sent', status: 'SENT' });
+      const [req] = sendgrid.requests;
+      expect(req!.status).to.equal(202);
+      expect(req!.headers.authorization).to.equal(`Bearer ${sendgrid.apiKey}`);
+      expect(req!.body).to.deep.include({ subject: 'Hello <there>', from: { email: 'no-reply@exitosx.com', name: 'Exit OSx' }, categories: ['inactivity-nudge'] });
+      expect(req!.body.personalizations).to.deep.equal([{ to: [{ email: user.email }] }]);
+      const [row] = await rows();
+      expect(row).to.include({ status: 'SENT', provider_message_id: req!.messageId, email_type: 'INACTIVITY_NUDGE', to_email: user.email, user_id: user.id, error: null });
+      expect(new Date(row!.sent_at as Date).toISOString()).to.equal(NOW.toISOString());
+      expect(req!.body.custom_args).to.deep.equal({ idempotency_key: 'test:1', email_type: 'INACTIVITY_NUDGE', email_log_id: row!.id });
+      expect(req!.body.headers).to.deep.equal({ 'List-Unsubscribe': `<https://app.example.test/email/unsubscribe?token=${String(row!.id)}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' });
+    });
+
+    it('answers already for a key sent before, and sends nothing', async () => {
+      await service().send(email());
+      const again = await service().send(email());
+      expect(again).to.deep.equal({ outcome: 'already', status: 'SENT' });
+      expect(sendgrid.requests).to.have.length(1);
+    });
+
+    it('sends one email when two services race for the same key', async () => {
+      const [a, b] = await Promise.all([service().send(email()), service().send(email())]);
+      expect([a.outcome, b.outcome].sort()).to.deep.equal(['already', 'sent']);
+      expect(sendgrid.requests).to.have.length(1);
+    });
+
+    it('records a suppressed email without sending it, and never sends that key later', async () => {
+      const s = service();
+      expect(await s.send(email(), { suppress: 'preferences' })).to.deep.equal({ outcome: 'suppressed', status: 'SUPPRESSED' });
+      expect(await s.send(email())).to.deep.include({ outcome: 'already', status: 'SUPPRESSED' });
+      expect(sendgrid.requests).to.have.length(0);
+      expect((await rows()).map((r) => [r.status, r.error])).to.deep.equal([['SUPPRESSED', 'suppressed: preferences']]);
+    });
+
+    it('does not overwrite a SENT email with a later suppression', async () => {
+      await service().send(email());
+      expect(await service().send(email(), { suppress: 'cap' })).to.deep.equal({ outcome: 'already', status: 'SENT' });
+    });
+
+    it('retries a 429 after the Retry-After it was given', async function () {
+      this.timeout(10_000);
+      sendgrid.failNext({ status: 429, headers: { 'Retry-After': '1' } });
+      const started = Date.now();
+      expect((await service().send(email())).outcome).to.equal('sent');
+      expect(Date.now() - started).to.be.greaterThanOrEqual(1000);
+      expect(sendgrid.requests.map((r) => r.status)).to.deep.equal([429, 202]);
+    });
+
+    it('honours X-RateLimit-Reset when there is no Retry-After', async function () {
+      this.timeout(10_000);
+      sendgrid.failNext({ status: 429, headers: { 'X-RateLimit-Reset': String(Math.ceil(Date.now() / 1000) + 1) } });
+      const started = Date.now();
+      expect((await service().send(email())).outcome).to.equal('sent');
+      expect(Date.now() - started).to.be.greaterThanOrEqual(500);
+    });
+
+    it('retries 5xx with backoff and records FAILED when retries run out; a later run sends it', async () => {
+      sendgrid.failAlways({ status: 500 });
+      const failed = await service().send(email());
+      expect(failed.outcome).to.equal('failed');
+      expect(failed.status).to.equal('FAILED');
+      expect(failed.error).to.contain('SendGrid answered 500');
+      expect(sendgrid.requests).to.have.length(3); // 1 + EMAIL_MAX_RETRIES (2)
+      expect((await rows())[0]).to.include({ status: 'FAILED' });
+      sendgrid.recover();
+      const later = await service({ now: new Date(NOW.getTime() + 86_400_000) }).send(email());
+      expect(later).to.deep.equal({ outcome: 'sent', status: 'SENT' });
+      expect((await rows()).map((r) => r.status)).to.deep.equal(['SENT']);
+    });
+
+    it('never retries a 400 and keeps the reason, redacted', async () => {
+      sendgrid.failNext({ status: 400, body: { errors: [{ message: `bad request with api_key=${sendgrid.apiKey}`, field: 'from' }] } });
+      const failed = await service().send(email());
+      expect(failed.outcome).to.equal('failed');
+      expect(sendgrid.requests).to.have.length(1);
+      const [row] = await rows();
+      expect(row!.error).to.contain('SendGrid answered 400').and.not.contain(sendgrid.apiKey);
+    });
+
+    it('fails with 401 (never retried) when the API key is wrong', async () => {
+      const result = await service({ env: { SENDGRID_API_KEY: 'SG.wrong-key.0123456789abcdef' } }).send(email());
+      expect(result.outcome).to.equal('failed');
+      expect(result.error).to.contain('401');
+      expect(sendgrid.requests).to.have.length(1);
+      expect(JSON.stringify(logLines)).not.to.contain('SG.wrong-key.0123456789abcdef');
+    });
+
+    it('retries network errors and records FAILED when the API cannot be reached', async function () {
+      this.timeout(10_000);
+      const result = await service({ env: { SENDGRID_API_URL: 'http://127.0.0.1:9' } }).send(email());
+      expect(result.outcome).to.equal('failed');
+      expect(result.error).to.match(/SendGrid unreachable/);
+      expect(logLines.filter((l) => l.message === 'email:retry' && String(l.error).includes('unreachable')).length).to.be.greaterThanOrEqual(2);
+    });
+
+    it('times out a request that hangs, and retries it', async function () {
+      this.timeout(10_000);
+      const http = await import('node:http');
+      const sockets = new Set<import('node:net').Socket>();
+      const hanging = http.createServer(() => undefined);
+      hanging.on('connection', (s) => sockets.add(s));
+      await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
+      try {
+        const port = (hanging.address() as import('node:net').AddressInfo).port;
+        const started = Date.now();
+        const result = await service({ env: { SENDGRID_API_URL: `http://127.0.0.1:${port}`, EMAIL_TIMEOUT_MS: '200', EMAIL_MAX_RETRIES: '1' } }).send(email());
+        expect(result.outcome).to.equal('failed');
+        expect(Date.now() - started).to.be.lessThan(5000);
+      } finally {
+        for (const s of sockets) s.destroy();
+        await new Promise((r) => hanging.close(r));
+      }
+    });
+
+    it('marks a stale PENDING row outcome unknown, counts it, and never resends it', async () => {
+      await db().knex('email_log').insert({ user_id: user.id, to_email: user.email, email_type: 'INACTIVITY_NUDGE', idempotency_key: 'test:1', status: 'PENDING', created_at: daysBefore(1) });
+      await db().knex('email_log').insert({ user_id: user.id, to_email: user.email, email_type: 'INACTIVITY_NUDGE', idempotency_key: 'test:fresh', status: 'PENDING', created_at: NOW });
+      const s = service();
+      expect(await s.recoverStale()).to.equal(1);
+      const result = await s.send(email());
+      expect(result.outcome).to.equal('already');
+      expect(result.status).to.equal('FAILED');
+      expect(result.error).to.match(/^outcome unknown/);
+      expect(await service({ now: new Date(NOW.getTime() + 86_400_000 * 2) }).send(email('test:1'))).to.include({ outcome: 'already', status: 'FAILED' });
+      expect(sendgrid.requests).to.have.length(0);
+    });
+
+    it('answers already (PENDING) for a key another run is sending right now', async () => {
+      await db().knex('email_log').insert({ user_id: user.id, to_email: user.email, email_type: 'INACTIVITY_NUDGE', idempotency_key: 'test:1', status: 'PENDING', created_at: NOW });
+      expect(await service().send(email())).to.deep.equal({ outcome: 'already', status: 'PENDING' });
+      expect(sendgrid.requests).to.have.length(0);
+    });
+
+    it('sends nothing in a dry run and reports the email as would-send', async () => {
+      const trx = await db().knex.transaction();
+      try {
+        const config = loadConfig({ SENDGRID_API_KEY: sendgrid.apiKey, SENDGRID_API_URL: sendgrid.url });
+        const s = createEmailService({ config, db: trx, log: createLogger({ level: 'error', pretty: false, stream: new PassThrough() }), dryRun: true, now: NOW });
+        expect(await s.send(email())).to.deep.equal({ outcome: 'sent', status: 'SENT' });
+        await s.close();
+      } finally {
+        await trx.rollback();
+      }
+      expect(sendgrid.requests).to.have.length(0);
+      expect(await rows()).to.have.length(0);
+    });
+
+    it('keeps at most EMAIL_CONCURRENCY requests in flight', async () => {
+      sendgrid.delay(50);
+      const s = service({ env: { EMAIL_CONCURRENCY: '2' } });
+      await Promise.all(Array.from({ length: 6 }, (_, i) => s.send(email(`test:c${i}`))));
+      expect(sendgrid.accepted()).to.have.length(6);
+      expect(sendgrid.maxConcurrent()).to.equal(2);
+    });
+
+    it('writes .eml and .html files to the outbox when no API key is set', async () => {
+      const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'exitosx-outbox-'));
+      try {
+        const s = service({ env: { SENDGRID_API_KEY: '', EMAIL_OUTBOX_DIR: dir } });
+        expect(s.transport).to.equal('outbox');
+        expect(await s.send({ ...email('inactivity:u1:s1:MEDIUM'), subject: 'We haven’t seen you' })).to.deep.equal({ outcome: 'sent', status: 'SENT' });
+        expect(fs.readdirSync(dir).sort()).to.deep.equal(['inactivity_u1_s1_MEDIUM.eml', 'inactivity_u1_s1_MEDIUM.html']);
+        const eml = fs.readFileSync(path.join(dir, 'inactivity_u1_s1_MEDIUM.eml'), 'utf8');
+        expect(eml).to.contain(`To: ${String(user.email)}`).and.contain('List-Unsubscribe-Post: List-Unsubscribe=One-Click').and.contain('multipart/alternative');
+        expect(eml).to.contain('Subject: =?UTF-8?B?');
+        expect(fs.readFileSync(path.join(dir, 'inactivity_u1_s1_MEDIUM.html'), 'utf8')).to.equal('<p>Hi</p>');
+        expect((await rows())[0]!.provider_message_id).to.equal('outbox:inactivity_u1_s1_MEDIUM');
+        expect(sendgrid.requests).to.have.length(0);
+      } finally {
+        fs.rmSync(dir, { recursive: true, force: true });
+      }
+    });
+  });
+});
