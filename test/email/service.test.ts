@@ -4,6 +4,8 @@
  * no retry on other 4xx, stale PENDING rows, dry runs, the outbox transport.
  */
 import fs from 'node:fs';
+import http from 'node:http';
+import type { AddressInfo, Socket } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { PassThrough } from 'node:stream';
@@ -28,7 +30,7 @@ describe('email service', function () {
   });
 
   eachBackend((db) => {
-    let services: EmailService[] = [];
+    const services: EmailService[] = [];
     let user: Row & { id: string };
     beforeEach(async () => {
       await db().truncate();
@@ -153,13 +155,12 @@ describe('email service', function () {
 
     it('times out a request that hangs, and retries it', async function () {
       this.timeout(10_000);
-      const http = await import('node:http');
-      const sockets = new Set<import('node:net').Socket>();
+      const sockets = new Set<Socket>();
       const hanging = http.createServer(() => undefined);
       hanging.on('connection', (s) => sockets.add(s));
       await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
       try {
-        const port = (hanging.address() as import('node:net').AddressInfo).port;
+        const port = (hanging.address() as AddressInfo).port;
         const started = Date.now();
         const result = await service({ env: { SENDGRID_API_URL: `http://127.0.0.1:${port}`, EMAIL_TIMEOUT_MS: '200', EMAIL_MAX_RETRIES: '1' } }).send(email());
         expect(result.outcome).to.equal('failed');
