@@ -305,7 +305,7 @@ type Cell = (month: string) => number | null;
 
 function profitAndLoss(realmId: string, start: string, end: string, basis: string, adjustments: Record<string, number>): QboReport {
   const cols = monthColumns(start, end);
-  const L = (month: string) => monthLedger(realmId, month, adjustments);
+  const L = memo((month: string) => monthLedger(realmId, month, adjustments));
   // With several months Intuit adds a last Total column; the parser must skip it.
   const cells = (f: Cell): QboColData[] => {
     const months = cols.map((k) => cell(f(k.key), L(k.key).quiet));
@@ -379,7 +379,7 @@ function profitAndLoss(realmId: string, start: string, end: string, basis: strin
 function balanceSheet(realmId: string, start: string, end: string, basis: string, adjustments: Record<string, number>): QboReport {
   const cols = monthColumns(start, end);
   // Balances at each month's end: an opening position plus the months' results so far this generator knows of.
-  const position = (m: string) => {
+  const position = memo((m: string) => {
     const base = monthLedger(realmId, 'opening', {});
     const l = monthLedger(realmId, m, adjustments);
     const checking = 2 * base.productSales + (l.productSales - l.materials) * 0.5;
@@ -392,7 +392,7 @@ function balanceSheet(realmId: string, start: string, end: string, basis: string
     const liabilities = ap + loan;
     const retained = assets - liabilities - base.advertising - (l.productSales - l.materials - l.rent);
     return { checking: Math.round(checking), savings, ar, equipment, ap, loan, assets, liabilities, capital: base.advertising, retained, netIncome: l.productSales - l.materials - l.rent };
-  };
+  });
   const line = (name: string, id: string, f: Cell): QboRow => ({ ColData: [{ value: name, id }, ...cols.map((k) => cell(f(k.key), false))], type: 'Data' });
   const summary = (name: string, f: Cell) => ({ ColData: [{ value: name }, ...cols.map((k) => cell(f(k.key), false))] });
   const header = (name: string) => ({ ColData: [{ value: name }, ...cols.map(() => ({ value: '' }))] });
@@ -462,6 +462,16 @@ function balanceSheet(realmId: string, start: string, end: string, basis: string
         },
       ],
     },
+  };
+}
+
+/** Caches a one-argument function for the life of one report. */
+function memo<T>(f: (key: string) => T): (key: string) => T {
+  const cache = new Map<string, T>();
+  return (key) => {
+    let v = cache.get(key);
+    if (v === undefined) cache.set(key, (v = f(key)));
+    return v;
   };
 }
 
