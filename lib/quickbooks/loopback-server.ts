@@ -74,6 +74,8 @@ export interface LoopbackQuickBooks {
   behave(realmId: string, behaviour: RealmBehaviour): void;
   /** Delay of the token endpoint, ms. */
   tokenLatencyMs: number;
+  /** After this many token requests, answer invalid_client (the app's credentials revoked mid-run). */
+  rejectClientAfter?: number;
   /** Called when a token request has been answered (tests: kill a process then). */
   onTokenIssued?: (refreshToken: string) => void;
   /** Called when a report request arrives. */
@@ -151,7 +153,7 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
     const body = await readBody(req);
     if (api.tokenLatencyMs) await sleep(api.tokenLatencyMs);
     const expected = `Basic ${Buffer.from(`${options.clientId}:${options.clientSecret}`).toString('base64')}`;
-    if (req.headers.authorization !== expected) {
+    if (req.headers.authorization !== expected || (api.rejectClientAfter !== undefined && tokenStats.requests > api.rejectClientAfter)) {
       tokenStats.invalidClient++;
       return json(res, 401, { error: 'invalid_client' });
     }

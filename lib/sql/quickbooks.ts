@@ -9,8 +9,8 @@ import { shardCondition, type Shard } from '../runtime/shard.ts';
 export const QUICKBOOKS_COLUMNS: Record<string, string[]> = {
   quickbooks_integrations: ['id', 'company_id', 'realm_id', 'access_token', 'refresh_token', 'access_token_expires_at', 'refresh_token_expires_at', 'auto_sync_enabled', 'disconnected_at', 'needs_reauth', 'last_sync_at', 'last_sync_status', 'last_sync_error', 'updated_at'],
   companies: ['id', 'name', 'deleted_at'],
-  financial_periods: ['company_id', 'period_start', 'period_end', 'revenue', 'cogs', 'gross_profit', 'operating_expenses', 'ebitda', 'net_income', 'total_assets', 'total_liabilities', 'equity', 'cash', 'source', 'synced_at', 'updated_at'],
-  signals: ['id', 'company_id', 'user_id', 'channel', 'event_type', 'category', 'severity', 'confidence', 'title', 'metadata', 'resolved_at', 'resolution', 'updated_at'],
+  financial_periods: ['company_id', 'period_start', 'period_end', 'revenue', 'cogs', 'gross_profit', 'operating_expenses', 'ebitda', 'net_income', 'total_assets', 'total_liabilities', 'equity', 'cash', 'source', 'synced_at', 'created_at', 'updated_at'],
+  signals: ['id', 'company_id', 'user_id', 'channel', 'event_type', 'category', 'severity', 'confidence', 'title', 'description', 'metadata', 'created_at', 'updated_at', 'resolved_at', 'resolution'],
   value_ledger_entries: ['company_id', 'signal_id', 'entry_type', 'summary', 'details', 'created_at'],
 };
 

@@ -152,6 +152,18 @@ describe('sync-quickbooks', function () {
       expect(await integration(i.id)).to.include({ last_sync_status: null, needs_reauth: false });
     });
 
+    it('stops and exits 2 when Intuit refuses the app credentials mid-run', async () => {
+      const a = await anIntegration(db().knex, server, { accessExpiresInMs: -60_000 });
+      await anIntegration(db().knex, server, { accessExpiresInMs: -60_000 });
+      server.rejectClientAfter = 1; // the preflight check passes, the first refresh does not
+      const { exitCode, summary } = await run({}, { QUICKBOOKS_CONCURRENCY: '1' });
+      expect(exitCode).to.equal(2);
+      expect(String(summary.error)).to.match(/invalid_client/);
+      expect(server.tokenStats.invalidClient).to.equal(1);
+      expect(server.stats('*').reportRequests).to.equal(0);
+      expect(await integration(a.id)).to.include({ needs_reauth: false, last_sync_status: null });
+    });
+
     it('waits out a 429 as Retry-After says, then syncs', async () => {
       const i = await anIntegration(db().knex, server);
       server.behave(i.realmId, { failNext: { status: 429, count: 1, retryAfterSeconds: 1 } });
