@@ -3,10 +3,12 @@
  * (commander), loads the configuration, creates what the run needs (logger,
  * signal handling, publishers) and owns their lifecycle. Returns the exit code.
  */
-import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
+import { Argument, Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { JOB_NAMES, JOBS } from '../../jobs/index.ts';
 import { loadConfig, secretsOf, type Config } from '../config.ts';
 import { ConfigError } from '../errors.ts';
+import { kubernetesRunDeps } from '../k8s/in-pod.ts';
+import { triggerCommand } from '../k8s/trigger-command.ts';
 import type { JobName } from '../runtime/job.ts';
 import { runJob } from '../runtime/run.ts';
 import { installShutdown } from '../runtime/shutdown.ts';
@@ -59,9 +61,12 @@ export async function main(argv: string[], io: MainIo): Promise<number> {
     const tracing = await startTracing(c, { job: name, log });
     try {
       const def = await JOBS[name]();
-      const publishers = [createMetricsPublisher(c)];
+      // In a pod: the CronJob's scheduled time as the clock, the Job annotated with the outcome.
+      const k8s = await kubernetesRunDeps(c, log!);
+      const publishers = [createMetricsPublisher(c), ...k8s.publishers];
+      const scheduled = k8s.scheduledTime ? { scheduledTime: k8s.scheduledTime } : {};
       const result = await traceCommand(name, c.shard, () =>
-        runJob(def, toRunOptions(raw), { config: c, log: log!, signal: shutdown.signal, publishers, ...(io.stdout ? { stdout: io.stdout } : {}) }),
+        runJob(def, toRunOptions(raw), { config: c, log: log!, signal: shutdown.signal, publishers, ...scheduled, ...(io.stdout ? { stdout: io.stdout } : {}) }),
       );
       exitCode = result.exitCode;
     } finally {
@@ -110,6 +115,19 @@ export async function main(argv: string[], io: MainIo): Promise<number> {
     .addOption(new Option('--limit <n>', 'how many runs').argParser(parser(parseLimit)).default(20))
     .action(async (opts: { job?: string; limit: number }) => {
       exitCode = await runsCommand(config(), log!, opts, io.stdout);
+    });
+  program
+    .command('trigger')
+    .description('ad-hoc run in the cluster: a Job from the CronJob <release>-<job> (like kubectl create job --from=cronjob/…), job flags after --')
+    .addArgument(new Argument('<job>', 'the job to run').choices(JOB_NAMES))
+    .argument('[job-flags...]', 'flags for the job, after -- (e.g. -- --period 2026-01)')
+    .option('--namespace <ns>', "the release's namespace (default: the kubeconfig context's)")
+    .option('--release <name>', 'the Helm release: its CronJobs are named <release>-<job>', 'exitosx-cron')
+    .option('--wait', "follow the run's log, print its summary and exit with its exit code")
+    .addOption(new Option('--poll-ms <ms>', 'how often --wait polls the Job').argParser(parser(parseLimit)).default(1000).hideHelp())
+    .action(async (job: string, jobFlags: string[], opts: { namespace?: string; release: string; wait?: boolean; pollMs: number }) => {
+      const triggerOpts = { job, release: opts.release, namespace: opts.namespace, wait: Boolean(opts.wait), jobArgs: jobFlags, pollMs: opts.pollMs };
+      exitCode = await triggerCommand(config(), log!, triggerOpts, io.stdout);
     });
 
   try {

@@ -89,7 +89,7 @@ export function schemaErrors(obj: K8sObject): string[] {
   const key = `${obj.apiVersion}/${obj.kind}`;
   const validate = validatorFor(key);
   if (validate(obj)) return [];
-  return (validate.errors ?? []).map((e) => `${key} ${obj.metadata?.name}: ${e.instancePath || '/'} ${e.message}${e.params ? ' ' + JSON.stringify(e.params) : ''}`);
+  return (validate.errors ?? []).map((e) => `${key} ${String((obj as K8sObject).metadata?.name)}: ${e.instancePath || '/'} ${e.message}${e.params ? ' ' + JSON.stringify(e.params) : ''}`);
 }
 
 /** The objects of `kind` (optionally named `name`). */
