@@ -8,7 +8,7 @@ import { insertDriftReport } from '../../lib/sql/drift.ts';
 import { shardOf } from '../../lib/runtime/shard.ts';
 import { eachBackend } from '../support/db.ts';
 import { aCompany, aFinancialPeriod, aMember, anAssessment, anOwnedCompany, aTask, aUser, preferences } from '../support/factories.ts';
-import { runInProcess } from '../support/run.ts';
+import { runCli, runInProcess } from '../support/run.ts';
 import { aSignal, aValuation, emailLog, ledger, outboxDirs, outboxHtml, reportOf, scores, storedReports } from '../drift/helpers.ts';
 
 const utc = (y: number, m: number, d: number, h = 0) => new Date(Date.UTC(y, m - 1, d, h));
@@ -318,6 +318,20 @@ describe('generate-drift-reports', function () {
       expect(Number(zero.summary.generated)).to.equal(afterZero.length);
       expect(afterZero.length).to.be.greaterThan(0);
       expect(afterOne.length).to.be.greaterThan(0);
+    });
+
+    it('runs from the command line with the summary as the last line of stdout, and refuses an unfinished --period with exit 2', async function () {
+      if (!db().url) this.skip(); // the CLI needs a server the child process can reach
+      await anOwnedCompany(knex());
+      const env = { DATABASE_URL: db().url, EMAIL_OUTBOX_DIR: out.dir };
+      const bad = await runCli(['generate-drift-reports', '--now', '2026-03-15T08:00:00Z', '--period', '2026-03'], { env });
+      expect(bad.code).to.equal(2);
+      expect(bad.stderr).to.match(/^exitosx-cron: --period 2026-03 has not ended yet at 2026-03-15T08:00:00.000Z/m);
+      expect(bad.summary).to.include({ success: false });
+      const good = await runCli(['generate-drift-reports', '--now', '2026-03-15T08:00:00Z'], { env });
+      expect(good.code).to.equal(0);
+      expect(good.stdout.trim().split('\n')).to.have.length(1);
+      expect(good.summary).to.include({ success: true, job: 'generate-drift-reports', generated: 1, emailsSent: 1 });
     });
 
     it('writes a report once when two runs race for it (on conflict do nothing)', async () => {
