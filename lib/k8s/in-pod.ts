@@ -45,7 +45,7 @@ export async function kubernetesRunDeps(config: Config, log: Logger, kubeConfig?
   const k = config.kubernetes;
   if (!k.inPod) return { publishers: [] };
   if (!k.jobName || !k.namespace) {
-    log.warn('k8s:skipped', { message: 'in a pod but JOB_NAME or POD_NAMESPACE is not set (downward API): no scheduled time, no Job annotation' });
+    log.warn('k8s:skipped', { reason: 'in a pod but JOB_NAME or POD_NAMESPACE is not set (downward API): no scheduled time, no Job annotation' });
     return { publishers: [] };
   }
   let kc: KubeConfig;
@@ -71,7 +71,7 @@ export async function kubernetesRunDeps(config: Config, log: Logger, kubeConfig?
     }
     log.debug('k8s:job-read', { jobName: target.jobName, scheduledTime: scheduledTime?.toISOString() ?? null, manual: job.metadata?.annotations?.['cronjob.kubernetes.io/instantiate'] === 'manual' });
   } catch (err) {
-    log.warn('k8s:job-read-failed', { jobName: target.jobName, error: toKubernetesError(err, `get job ${target.jobName}`).message, message: "the run's clock is the real time" });
+    log.warn('k8s:job-read-failed', { jobName: target.jobName, error: toKubernetesError(err, `get job ${target.jobName}`).message, clock: 'real time' });
   }
   const publisher: RunPublisher = (report, runLog) => publishToJob(batch, core, target, report, runLog, timeout);
   return { ...(scheduledTime ? { scheduledTime } : {}), publishers: [publisher] };
