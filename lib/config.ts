@@ -6,15 +6,21 @@
 import { z } from 'zod';
 import { ConfigError } from './errors.ts';
 
+/** The largest count or delay accepted: Node fires a timer of more than 2^31-1 ms at once. */
+const MAX_WHOLE = 2_147_483_647;
+
+/** Digits only: `Number()` would also take " 5", "0x10", "1e3" and "1.0". */
+const WHOLE = /^\d{1,10}$/;
+
 const positiveInt = (name: string, def: number) =>
   z
     .string()
     .optional()
     .transform((v, ctx) => {
       if (v === undefined || v === '') return def;
-      const n = Number(v);
-      if (!Number.isInteger(n) || n < 1) {
-        ctx.addIssue({ code: 'custom', message: `${name} must be a whole number of at least 1 (got ${JSON.stringify(v)})` });
+      const n = WHOLE.test(v) ? Number(v) : Number.NaN;
+      if (!Number.isInteger(n) || n < 1 || n > MAX_WHOLE) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be a whole number from 1 to ${MAX_WHOLE} (got ${JSON.stringify(v)})` });
         return z.NEVER;
       }
       return n;
@@ -24,7 +30,8 @@ const url = (name: string) =>
   z
     .string()
     .optional()
-    .refine((v) => v === undefined || v === '' || URL.canParse(v), { message: `${name} must be an absolute URL` })
+    // http(s) only: these are links in emails and endpoints we call (no javascript:, file:...).
+    .refine((v) => v === undefined || v === '' || /^https?:$/.test(URL.parse(v)?.protocol ?? ''), { message: `${name} must be an absolute URL (http:// or https://)` })
     .transform((v) => (v ? v.replace(/\/+$/, '') : undefined));
 
 const key32 = (name: string) =>
@@ -189,7 +196,7 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
   }
   const e = parsed.data;
   const shardIndexText = e.SHARD_INDEX ?? e.JOB_COMPLETION_INDEX ?? '0';
-  const shardIndex = Number(shardIndexText);
+  const shardIndex = WHOLE.test(shardIndexText) ? Number(shardIndexText) : Number.NaN;
   const shardVar = e.SHARD_INDEX !== undefined ? 'SHARD_INDEX' : 'JOB_COMPLETION_INDEX';
   if (!Number.isInteger(shardIndex) || shardIndex < 0 || shardIndex >= e.SHARD_COUNT) {
     throw new ConfigError(`${shardVar} must be a whole number from 0 to SHARD_COUNT-1 (${e.SHARD_COUNT - 1}) (got ${JSON.stringify(shardIndexText)})`);

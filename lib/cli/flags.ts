@@ -13,7 +13,9 @@ export function parseNow(text: string): Date {
   const bad = () => new ConfigError(`--now must be an ISO-8601 date-time such as 2026-03-01T06:00:00Z (got ${JSON.stringify(text)})`);
   if (!ISO_8601.test(text)) throw bad();
   const [y, m, d] = [Number(text.slice(0, 4)), Number(text.slice(5, 7)), Number(text.slice(8, 10))];
-  const day = new Date(Date.UTC(y, m - 1, d));
+  // setUTCFullYear, not Date.UTC: Date.UTC maps years 0-99 to 1900-1999.
+  const day = new Date(0);
+  day.setUTCFullYear(y, m - 1, d);
   if (day.getUTCFullYear() !== y || day.getUTCMonth() !== m - 1 || day.getUTCDate() !== d) throw bad();
   const iso = text.replace(' ', 'T');
   const date = new Date(iso.length === 10 ? `${iso}T00:00:00Z` : /(Z|[+-]\d{2}:?\d{2})$/i.test(iso) ? iso : `${iso}Z`);
