@@ -5,13 +5,12 @@
  * company's owners. Emails still owed for earlier reports (emailed_at null) are
  * sent first, without generating those reports again. See contract/JOBS.md.
  */
-import { deliverReport, type DeliveryResult } from '../lib/drift/deliver.ts';
+import { createReportMailer } from '../lib/drift/deliver.ts';
 import { companyBatches, owedReportBatches } from '../lib/drift/batches.ts';
 import { computeDriftReport } from '../lib/drift/engine.ts';
 import { reportingPeriod } from '../lib/drift/period.ts';
-import type { DriftReport } from '../lib/drift/report.ts';
 import { createEmailService } from '../lib/email/service.ts';
-import { countActiveCompanies, DRIFT_COLUMNS, insertDriftReport, markReportEmailed, type ReportRecipient } from '../lib/sql/drift.ts';
+import { countActiveCompanies, DRIFT_COLUMNS, insertDriftReport } from '../lib/sql/drift.ts';
 import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
 
 const job: JobDefinition = {
@@ -30,22 +29,9 @@ const job: JobDefinition = {
     const scope = { shard: ctx.shard, ...(ctx.options.companyId ? { companyId: ctx.options.companyId } : {}) };
     const emails = createEmailService({ config: ctx.config, db: ctx.db, log: ctx.log, dryRun: ctx.dryRun, now: ctx.now, types: ['DRIFT_REPORT'], signal: ctx.signal });
     ctx.defer(() => emails.close());
+    // A failed email is an error of the run (exit 1), so that the Job's retry sends what is owed.
+    const mailer = createReportMailer({ emails, db: ctx.db, appBaseUrl: ctx.config.appBaseUrl, now: ctx.now, log: ctx.log, onFailure: (key, err) => ctx.tally.fail('email', key, err) });
     const concurrency = ctx.config.email.concurrency;
-    const counts = { emailsSent: 0, emailsSuppressed: 0, emailsFailed: 0, reportsAwaitingEmail: 0 };
-
-    /** Emails a stored report to its owners; sets emailed_at once all are settled. */
-    const email = async (reportId: string, report: DriftReport, recipients: ReportRecipient[]): Promise<DeliveryResult> => {
-      const d = await deliverReport(emails, ctx.config.appBaseUrl, report, recipients);
-      counts.emailsSent += d.sent;
-      counts.emailsSuppressed += d.suppressed;
-      counts.emailsFailed += d.failures.length;
-      // A failed email does not undo the report; it stays owed (emailed_at null) and the
-      // run ends unsuccessful so that the Job's retry sends it.
-      for (const f of d.failures) ctx.tally.fail('email', f.key, new Error(f.error));
-      if (d.settled) await markReportEmailed(ctx.db, reportId, ctx.now);
-      else counts.reportsAwaitingEmail++;
-      return d;
-    };
 
     // 1. Emails still owed for reports already stored (any period).
     await ctx.forEach({
@@ -54,7 +40,7 @@ const job: JobDefinition = {
       source: owedReportBatches(ctx.db, scope),
       id: (r) => r.id,
       concurrency,
-      handle: async (r) => ((await email(r.id, r.report, r.recipients)).settled ? 'emails-settled' : 'emails-owed'),
+      handle: async (r) => ((await mailer.deliver(r.id, r.report, r.recipients)) ? 'emails-settled' : 'emails-owed'),
     });
 
     // 2. New reports for the active companies without one.
@@ -71,7 +57,8 @@ const job: JobDefinition = {
         const report = computeDriftReport(facts, period, ctx.now);
         const reportId = await insertDriftReport(ctx.db, report, ctx.now);
         if (!reportId) return 'skipped'; // a racing run stored it first, and emails it
-        await email(reportId, report, recipients);
+        ctx.log.info('drift:generated', { reportId, companyId: company.id, period: period.month, direction: report.bri.direction, briDelta: report.bri.delta });
+        await mailer.deliver(reportId, report, recipients);
         return 'generated';
       },
     });
@@ -83,7 +70,7 @@ const job: JobDefinition = {
       totalCompanies: total,
       generated: ctx.tally.outcomes.generated ?? 0,
       skipped: ctx.tally.outcomes.skipped ?? 0,
-      ...counts,
+      ...mailer.counts,
     };
   },
 };

@@ -225,5 +225,6 @@ export function renderDriftReportEmail(report: DriftReport, recipient: DriftEmai
     unsubscribeUrl: unsubscribeUrl(appBaseUrl, 'DRIFT_REPORT'),
     reason: `You get this monthly report because you own ${report.company.name} on Exit OSx.`,
   });
-  return { subject: subjectOf(report), html, text };
+  // One line, whatever the company's name holds.
+  return { subject: subjectOf(report).replace(/\s+/g, ' ').trim(), html, text };
 }
