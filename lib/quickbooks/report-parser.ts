@@ -65,6 +65,10 @@ const AMOUNT = /^-?\d+(\.\d+)?$/;
 
 /** The period columns, by metadata. A report of one Money column without dates covers the header's period. */
 export function periodColumns(report: QboReport): PeriodColumn[] {
+  return guard('QuickBooks', () => readPeriodColumns(report));
+}
+
+function readPeriodColumns(report: QboReport): PeriodColumn[] {
   const columns = report.Columns?.Column;
   if (!Array.isArray(columns) || columns.length === 0) throw new QuickBooksParseError(`${reportName(report)} report has no Columns`);
   const out: PeriodColumn[] = [];
@@ -110,6 +114,7 @@ function search(rows: QboRow[], group: string): QboRow | undefined {
 /** Parses one amount: a decimal string, or "" (none). */
 export function amount(value: string | undefined, where: string): Decimal | null {
   if (value === undefined || value === '') return null;
+  if (typeof value !== 'string') throw new QuickBooksParseError(`${where}: amount is a ${value === null ? 'null' : typeof value}, not a decimal string`);
   const v = value.trim();
   if (!AMOUNT.test(v)) throw new QuickBooksParseError(`${where}: amount ${JSON.stringify(value.slice(0, 40))} is not a decimal number`);
   return new Decimal(v);
@@ -149,6 +154,10 @@ const DEPRECIATION = /depreciation|amortization|amortisation/i;
 
 /** ProfitAndLoss figures per period column; GrossProfit and NetOperatingIncome are computed when absent. */
 export function parseProfitAndLoss(report: QboReport): Array<PeriodColumn & { figures: ProfitAndLossFigures }> {
+  return guard('ProfitAndLoss', () => readProfitAndLoss(report));
+}
+
+function readProfitAndLoss(report: QboReport): Array<PeriodColumn & { figures: ProfitAndLossFigures }> {
   expectReport(report, 'ProfitAndLoss');
   const income = findSection(report, 'Income');
   const cogsSection = findSection(report, 'COGS');
@@ -159,7 +168,7 @@ export function parseProfitAndLoss(report: QboReport): Array<PeriodColumn & { fi
   const otherIncome = findSection(report, 'OtherIncome');
   const otherExpenses = findSection(report, 'OtherExpenses');
   const netIncomeSection = findSection(report, 'NetIncome');
-  return periodColumns(report).map((col) => {
+  return readPeriodColumns(report).map((col) => {
     const i = col.index;
     const revenue = sectionTotal(income, i);
     const cogs = sectionTotal(cogsSection, i);
@@ -176,12 +185,16 @@ export function parseProfitAndLoss(report: QboReport): Array<PeriodColumn & { fi
 
 /** BalanceSheet figures per period column (each column's balances are at its EndDate). */
 export function parseBalanceSheet(report: QboReport): Array<PeriodColumn & { figures: BalanceSheetFigures }> {
+  return guard('BalanceSheet', () => readBalanceSheet(report));
+}
+
+function readBalanceSheet(report: QboReport): Array<PeriodColumn & { figures: BalanceSheetFigures }> {
   expectReport(report, 'BalanceSheet');
   const assets = findSection(report, 'TotalAssets');
   const liabilities = findSection(report, 'TotalLiabilities', 'Liabilities');
   const equity = findSection(report, 'Equity');
   const bank = findSection(report, 'BankAccounts');
-  return periodColumns(report).map((col) => ({
+  return readPeriodColumns(report).map((col) => ({
     ...col,
     figures: {
       totalAssets: sectionTotal(assets, col.index),
@@ -215,6 +228,10 @@ export interface MonthFigures {
  * month (summarize_column_by=Month). Months where both reports say nothing are left out.
  */
 export function monthlyFigures(pnl: QboReport, balanceSheet: QboReport): MonthFigures[] {
+  return guard('QuickBooks', () => joinMonths(pnl, balanceSheet));
+}
+
+function joinMonths(pnl: QboReport, balanceSheet: QboReport): MonthFigures[] {
   const months = new Map<string, MonthFigures>();
   const month = (col: PeriodColumn, report: string): MonthFigures => {
     if (col.start.slice(0, 7) !== col.end.slice(0, 7)) throw new QuickBooksParseError(`${report} column ${col.index} spans ${col.start}..${col.end}, not one month (summarize_column_by=Month expected)`);
@@ -240,6 +257,20 @@ export function monthlyFigures(pnl: QboReport, balanceSheet: QboReport): MonthFi
 export function lastDayOfMonth(periodStart: string): string {
   const [y, m] = periodStart.split('-').map(Number) as [number, number];
   return new Date(Date.UTC(y, m, 0)).toISOString().slice(0, 10);
+}
+
+/**
+ * Runs a parse, turning anything thrown by a report that breaks the documented
+ * shape (a null row, a list that is not a list, a number where a string belongs)
+ * into a QuickBooksParseError, so the sync fails as a handled failure with its signal.
+ */
+function guard<T>(report: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    if (err instanceof QuickBooksParseError) throw err;
+    throw new QuickBooksParseError(`${report} report does not have the documented shape (${err instanceof Error ? err.message.slice(0, 120) : 'unreadable'})`, { cause: err });
+  }
 }
 
 function difference(a: Decimal | null, b: Decimal | null): Decimal | null {

@@ -126,5 +126,21 @@ describe('QuickBooks report parser', () => {
       expect(() => monthlyFigures(fixture('profit_and_loss_monthly_edge_cases.json'), yearly)).to.throw(QuickBooksParseError, /not one month/);
       expect(() => parseBalanceSheet(fixture('profit_and_loss_total_column.json'))).to.throw(QuickBooksParseError, /expected a BalanceSheet/);
     });
+
+    it('throws QuickBooksParseError, never a TypeError, on a report that breaks the documented shape', () => {
+      const base = fixture('profit_and_loss_monthly_edge_cases.json');
+      const breakers: Array<(r: QboReport) => void> = [
+        (r) => void (r.Columns!.Column = [null as never]),
+        (r) => void (r.Columns!.Column![1]!.MetaData = 'x' as never),
+        (r) => void (r.Rows!.Row = 5 as never),
+        (r) => void (r.Rows!.Row![0]!.Summary!.ColData![1]!.value = 1300.1 as never),
+        (r) => void (r.Rows!.Row![0]!.Rows!.Row![0] = null as never),
+      ];
+      for (const breakIt of breakers) {
+        const r = clone(base);
+        breakIt(r);
+        expect(() => parseProfitAndLoss(r)).to.throw(QuickBooksParseError);
+      }
+    });
   });
 });
