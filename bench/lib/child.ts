@@ -1,0 +1,106 @@
+/**
+ * Runs the real command line, `node bin/exitosx-cron.ts <job> --now <fixed>`, as a
+ * child process and measures it: wall time, peak RSS (VmHWM written by the preload
+ * at exit; VmRSS polled every 50 ms as a fallback), SQL statements sent (counted by
+ * the preload), and the summary (last line of stdout). Logs go to a file.
+ */
+import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+export const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../..');
+const CLI = path.join(ROOT, 'bin/exitosx-cron.ts');
+const PRELOAD = path.join(ROOT, 'bench/lib/preload.ts');
+
+export interface ChildRun {
+  args: string[];
+  env: Record<string, string>;
+  /** Where stderr (the JSON log lines) goes. */
+  logFile: string;
+  /** Write a V8 CPU profile into this folder. */
+  cpuProfDir?: string;
+  timeoutMs?: number;
+}
+
+export interface ChildResult {
+  exitCode: number | null;
+  signal: string | null;
+  wallMs: number;
+  peakRssMb: number;
+  /** Where the peak came from: the process's own VmHWM at exit, or the 50 ms poll. */
+  peakRssSource: 'VmHWM' | 'poll';
+  statements: number | null;
+  /** CPU time of the job process (user + system), ms. */
+  cpuMs: number | null;
+  statementsByVerb: Record<string, number>;
+  summary: Record<string, unknown> | null;
+  stdoutTail: string;
+  logFile: string;
+}
+
+function readRssKb(pid: number): number {
+  try {
+    const m = /^VmRSS:\s+(\d+) kB/m.exec(fs.readFileSync(`/proc/${pid}/status`, 'utf8'));
+    return m ? Number(m[1]) : 0;
+  } catch {
+    return 0;
+  }
+}
+
+function readJson<T>(text: () => string): T | null {
+  try {
+    return JSON.parse(text()) as T;
+  } catch {
+    return null;
+  }
+}
+
+export function runChild(o: ChildRun): Promise<ChildResult> {
+  const statsFile = `${o.logFile}.stats.json`;
+  fs.rmSync(statsFile, { force: true });
+  fs.mkdirSync(path.dirname(o.logFile), { recursive: true });
+  const log = fs.openSync(o.logFile, 'w');
+  const nodeArgs = ['--disable-warning=ExperimentalWarning', '--import', PRELOAD];
+  if (o.cpuProfDir) {
+    fs.mkdirSync(o.cpuProfDir, { recursive: true });
+    nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
+  }
+  const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...o.env, BENCH_STATS_FILE: statsFile };
+  const started = performance.now();
+  const child = spawn(process.execPath, [...nodeArgs, CLI, ...o.args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', log] });
+  let polledKb = 0;
+  const poll = setInterval(() => (polledKb = Math.max(polledKb, readRssKb(child.pid!))), 50);
+  let stdout = '';
+  child.stdout!.on('data', (c: Buffer) => {
+    stdout += c.toString('utf8');
+    if (stdout.length > 1_000_000) stdout = stdout.slice(-500_000);
+  });
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => child.kill('SIGKILL'), o.timeoutMs ?? 3_600_000);
+    child.on('error', reject);
+    child.on('close', (code, signal) => {
+      const wallMs = performance.now() - started;
+      clearTimeout(timer);
+      clearInterval(poll);
+      fs.closeSync(log);
+      const stats = readJson<{ statements: number; byVerb: Record<string, number>; vmHWMKb: number; cpuMs: number }>(() => fs.readFileSync(statsFile, 'utf8'));
+      const last = stdout.trim().split('\n').pop() ?? '';
+      const summary = last ? readJson<Record<string, unknown>>(() => last) : null;
+      const hwm = stats?.vmHWMKb ?? 0;
+      resolve({
+        exitCode: code,
+        signal,
+        wallMs: Math.round(wallMs),
+        peakRssMb: Math.round((Math.max(hwm, polledKb) / 1024) * 10) / 10,
+        peakRssSource: hwm >= polledKb ? 'VmHWM' : 'poll',
+        statements: stats?.statements ?? null,
+        cpuMs: stats?.cpuMs ?? null,
+        statementsByVerb: stats?.byVerb ?? {},
+        summary,
+        stdoutTail: stdout.slice(-2000),
+        logFile: o.logFile,
+      });
+    });
+  });
+}

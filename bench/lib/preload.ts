@@ -1,0 +1,31 @@
+/**
+ * Loaded into the job's process with `node --import` (the bench only): counts the
+ * SQL statements the process sends (every `pg.Client#query`, by leading verb), and
+ * at exit writes them with the peak resident set size (VmHWM) and the CPU time to
+ * BENCH_STATS_FILE. The job's own code is untouched.
+ */
+import fs from 'node:fs';
+import { createRequire } from 'node:module';
+
+const out = process.env.BENCH_STATS_FILE;
+if (out) {
+  const require = createRequire(import.meta.url);
+  const pg = require('pg') as { Client: { prototype: { query: (...args: unknown[]) => unknown } } };
+  const byVerb: Record<string, number> = {};
+  let total = 0;
+  const original = pg.Client.prototype.query;
+  pg.Client.prototype.query = function (this: unknown, ...args: unknown[]) {
+    const first = args[0] as string | { text?: string } | undefined;
+    const text = typeof first === 'string' ? first : (first?.text ?? '');
+    const verb = (/^\s*(?:\(\s*)?([a-zA-Z]+)/.exec(text)?.[1] ?? '?').toLowerCase();
+    total++;
+    byVerb[verb] = (byVerb[verb] ?? 0) + 1;
+    return original.apply(this, args);
+  };
+  process.on('exit', () => {
+    const status = fs.readFileSync('/proc/self/status', 'utf8');
+    const kb = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
+    const cpu = process.cpuUsage();
+    fs.writeFileSync(out, JSON.stringify({ statements: total, byVerb, vmHWMKb: kb('VmHWM'), vmRSSKb: kb('VmRSS'), cpuMs: Math.round((cpu.user + cpu.system) / 1000) }));
+  });
+}

@@ -1,0 +1,325 @@
+/**
+ * Issue 8's benchmark: the three jobs against generated product data at scale.
+ *
+ *   npm run bench -- --users 10000,100000,1000000
+ *
+ * For each scale: a template database is generated (or reused when it matches),
+ * copied fresh for a single-process run of each job (its SQL floor timed first,
+ * in a rolled-back transaction on the same data), and copied again for the same
+ * run as 4 shards in parallel, checked to process every item exactly once. Prints
+ * a table, writes bench/results/*.json, bench/RESULTS.md and bench/chart.png.
+ * Flags: `node bench/run.ts --help`.
+ */
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { openPostgresUrl } from '../lib/db/connect.ts';
+import { runChild, ROOT, type ChildResult } from './lib/child.ts';
+import { copyDatabase, databaseSize, dbStats, dropDatabase, generateTemplate, GENERATOR_VERSION, keyId, readTemplateMeta, serverInfo, statsDelta, urlFor, type DbStats, type TemplateMeta } from './lib/database.ts';
+import { driftFloor, inactivityFloor, syncFloor, type Floor } from './lib/floors.ts';
+import { scaleFor } from './lib/generate.ts';
+import { BENCH_JOBS, JOB_NAMES, shortSummary, type JobName } from './lib/jobs.ts';
+import { startQuickBooksFront, type QuickBooksFront, type RealmLimitsReport } from './lib/quickbooks-front.ts';
+import { writeReport, type JobResult, type ScaleResult, type ShardedResult } from './lib/report.ts';
+import { startSendGridSink, type SendGridSink } from './lib/sendgrid-sink.ts';
+import { exactlyOnce, fingerprint, type Fingerprint } from './lib/verify.ts';
+
+const HELP = `npm run bench -- [flags]
+  --users LIST        users per scale, comma-separated (companies = users/10) [10000]
+  --jobs LIST         jobs to run [${JOB_NAMES.join(',')}]
+  --latency-ms N      QuickBooks latency per report call [50]
+  --shards N          also run as N shards in parallel, 0 to skip [4]
+  --now ISO           the fixed clock of data and runs [2026-03-02T08:00:00Z]
+  --server URL        PostgreSQL server [postgres://postgres@127.0.0.1:5432/postgres]
+  --regenerate        regenerate the data even when a matching template exists
+  --cpu-prof          write V8 CPU profiles of the single runs to bench/results/profiles
+  --log-level LEVEL   the jobs' LOG_LEVEL [info]
+  --keep              keep the run databases (for EXPLAIN)
+  --no-report         do not rewrite RESULTS.md and chart.png`;
+
+const { values: flags } = parseArgs({
+  options: {
+    users: { type: 'string', default: '10000' },
+    jobs: { type: 'string', default: JOB_NAMES.join(',') },
+    'latency-ms': { type: 'string', default: '50' },
+    shards: { type: 'string', default: '4' },
+    now: { type: 'string', default: '2026-03-02T08:00:00Z' },
+    server: { type: 'string', default: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
+    regenerate: { type: 'boolean', default: false },
+    'cpu-prof': { type: 'boolean', default: false },
+    'log-level': { type: 'string', default: 'info' },
+    keep: { type: 'boolean', default: false },
+    'no-report': { type: 'boolean', default: false },
+    help: { type: 'boolean', default: false },
+  },
+});
+if (flags.help) {
+  console.log(HELP);
+  process.exit(0);
+}
+
+const NOW = new Date(flags.now);
+const SERVER = flags.server;
+const LATENCY = Number(flags['latency-ms']);
+const SHARDS = Number(flags.shards);
+const SCALES = flags.users.split(',').map((s) => Number(s.trim()));
+const JOBS = flags.jobs.split(',').map((s) => s.trim()) as JobName[];
+for (const j of JOBS) if (!JOB_NAMES.includes(j)) throw new Error(`unknown job ${j}`);
+const RESULTS = path.join(ROOT, 'bench/results');
+fs.mkdirSync(RESULTS, { recursive: true });
+
+// The job processes' configuration, as an operator would set it (defaults otherwise).
+const TOKEN_KEY = crypto.createHash('sha256').update('exitosx-bench-token-key').digest();
+const QBO = { clientId: 'bench-client-id', clientSecret: 'bench-client-secret' };
+const QBO_CONCURRENCY = 50;
+const QBO_PER_REALM_IN_FLIGHT = 10;
+const QBO_PER_REALM_PER_MINUTE = 500;
+
+const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
+
+function jobEnv(dbName: string, sendgrid: SendGridSink, qbo: QuickBooksFront, shard?: { count: number; index: number }): Record<string, string> {
+  return {
+    NODE_OPTIONS: '--disable-warning=ExperimentalWarning',
+    DATABASE_URL: urlFor(SERVER, dbName),
+    LOG_LEVEL: flags['log-level'],
+    SENDGRID_API_KEY: sendgrid.apiKey,
+    SENDGRID_API_URL: sendgrid.url,
+    EMAIL_OUTBOX_DIR: path.join(RESULTS, 'outbox'),
+    EMBEDDED_DB_DIR: path.join(RESULTS, 'embedded-unused'),
+    QUICKBOOKS_CLIENT_ID: QBO.clientId,
+    QUICKBOOKS_CLIENT_SECRET: QBO.clientSecret,
+    QUICKBOOKS_API_URL: qbo.apiUrl,
+    QUICKBOOKS_TOKEN_URL: qbo.tokenUrl,
+    QUICKBOOKS_CONCURRENCY: String(QBO_CONCURRENCY),
+    QUICKBOOKS_MAX_IN_FLIGHT: String(QBO_PER_REALM_IN_FLIGHT),
+    QUICKBOOKS_MAX_PER_MINUTE: String(QBO_PER_REALM_PER_MINUTE),
+    TOKEN_ENCRYPTION_KEY: TOKEN_KEY.toString('base64'),
+    ...(shard ? { SHARD_COUNT: String(shard.count), SHARD_INDEX: String(shard.index) } : {}),
+  };
+}
+
+/** The report windows the sync asks for at NOW: 24 months back, and the re-fetch window of companies with stored months. */
+function syncWindows(now: Date): Array<{ startDate: string; endDate: string }> {
+  const y = now.getUTCFullYear();
+  const m = now.getUTCMonth();
+  const day = (d: Date) => d.toISOString().slice(0, 10);
+  const end = day(new Date(Date.UTC(y, m + 1, 0)));
+  return [{ startDate: day(new Date(Date.UTC(y, m - 24, 1))), endDate: end }, { startDate: day(new Date(Date.UTC(y, m - 3, 1))), endDate: end }];
+}
+
+function driftPeriod(now: Date) {
+  const start = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth() - 1, 1));
+  const end = new Date(Date.UTC(now.getUTCFullYear(), now.getUTCMonth(), 1));
+  return { start, end, month: start.toISOString().slice(0, 7) };
+}
+
+async function ensureTemplate(users: number): Promise<TemplateMeta> {
+  const name = `exitosx_bench_${users}`;
+  const scale = scaleFor(users);
+  const meta = await readTemplateMeta(SERVER, name);
+  if (!flags.regenerate && meta && meta.version === GENERATOR_VERSION && meta.now === NOW.toISOString() && meta.tokenKeyId === keyId(TOKEN_KEY) && JSON.stringify(meta.scale) === JSON.stringify(scale)) {
+    log(`reusing ${name} (generated in ${meta.generateMs.total} ms)`);
+    return meta;
+  }
+  log(`generating ${name}: ${JSON.stringify(scale)}`);
+  const made = await generateTemplate({ serverUrl: SERVER, name, scale, now: NOW, tokenKey: TOKEN_KEY, log });
+  log(`generated ${name} in ${made.generateMs.total} ms (load ${made.generateMs.load} ms, vacuum analyze ${made.generateMs.vacuumAnalyze} ms)`);
+  return made;
+}
+
+async function withDb<T>(name: string, fn: (db: Awaited<ReturnType<typeof openPostgresUrl>>) => Promise<T>): Promise<T> {
+  const db = await openPostgresUrl(urlFor(SERVER, name), 'exitosx-bench', 2);
+  try {
+    return await fn(db);
+  } finally {
+    await db.close();
+  }
+}
+
+/** Waits until the job's backends have exited and flushed their statistics. */
+const settle = () => new Promise((r) => setTimeout(r, 700));
+
+async function runSingle(users: number, job: JobName, dbName: string, sendgrid: SendGridSink, qbo: QuickBooksFront): Promise<{ result: JobResult; print: Fingerprint }> {
+  const bench = BENCH_JOBS[job];
+  let floor: Floor | null = null;
+  let floorError: string | undefined;
+  if (job !== 'sync-quickbooks') {
+    try {
+      floor = await withDb(dbName, (db) => (job === 'detect-inactivity' ? inactivityFloor(db.knex, NOW) : driftFloor(db.knex, NOW, driftPeriod(NOW))));
+      log(`  ${job} floor: ${floor.ms} ms`);
+    } catch (err) {
+      floorError = (err as Error).message;
+      log(`  ${job} floor FAILED: ${floorError}`);
+    }
+  }
+  await settle();
+  const before = await dbStats(SERVER, dbName);
+  const sentBefore = sendgrid.accepted;
+  qbo.reset();
+  const child = await runChild({
+    args: [job, '--now', NOW.toISOString(), ...bench.args],
+    env: jobEnv(dbName, sendgrid, qbo),
+    logFile: path.join(RESULTS, 'logs', `${users}-${job}.log`),
+    ...(flags['cpu-prof'] ? { cpuProfDir: path.join(RESULTS, 'profiles', `${users}-${job}`) } : {}),
+  });
+  await settle();
+  const pgStats = statsDelta(before, await dbStats(SERVER, dbName));
+  const limits = job === 'sync-quickbooks' ? qbo.report() : null;
+  const print = await withDb(dbName, (db) => fingerprint(db.knex, job, NOW));
+  const result = summarise(users, job, child, pgStats, sendgrid.accepted - sentBefore, floor, floorError, limits);
+  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements` +
+    (result.floorMs ? `, floor ${result.floorMs} ms, ratio ${result.ratio}` : ''));
+  return { result, print };
+}
+
+function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbStats, emailsAccepted: number, floor: Floor | null, floorError: string | undefined, limits: RealmLimitsReport | null): JobResult {
+  const bench = BENCH_JOBS[job];
+  const summary = child.summary ?? {};
+  const items = bench.items(summary);
+  const seconds = child.wallMs / 1000;
+  let floorMs = floor?.ms ?? null;
+  let floorBound: string | undefined;
+  let floorParts: Record<string, number> | undefined;
+  if (limits) {
+    const f = syncFloor({ requests: limits.reportRequests, latencyMs: LATENCY, globalConcurrency: QBO_CONCURRENCY * 2, perRealmInFlight: QBO_PER_REALM_IN_FLIGHT, perRealmPerMinute: QBO_PER_REALM_PER_MINUTE, busyRealms: limits.busyRealms });
+    floorMs = f.ms;
+    floorBound = f.bound;
+    floorParts = f.parts;
+  }
+  const emails = bench.emails(summary);
+  return {
+    job,
+    users,
+    exitCode: child.exitCode,
+    crashed: child.summary === null,
+    wallMs: child.wallMs,
+    items,
+    itemLabel: bench.itemLabel,
+    itemsPerSecond: items ? Math.round((items / seconds) * 10) / 10 : 0,
+    msPerItem: items ? Math.round((child.wallMs / items) * 1000) / 1000 : null,
+    peakRssMb: child.peakRssMb,
+    peakRssSource: child.peakRssSource,
+    statements: child.statements,
+    cpuMs: child.cpuMs,
+    statementsPerItem: items && child.statements ? Math.round((child.statements / items) * 100) / 100 : null,
+    statementsByVerb: child.statementsByVerb,
+    pgStatDatabase: pgStats,
+    emailsSent: emails,
+    emailsAccepted,
+    emailsPerSecond: Math.round((emails / seconds) * 10) / 10,
+    floorMs,
+    ...(floorBound ? { floorBound, floorParts } : {}),
+    ...(floorError ? { floorError } : {}),
+    floorStatements: floor?.statements ?? [],
+    ratio: floorMs ? Math.round((child.wallMs / floorMs) * 100) / 100 : null,
+    limits: limits ? { ...limits, busyRealms: Object.fromEntries(Object.entries(limits.busyRealms).slice(0, 10)) } : null,
+    summary: shortSummary(child.summary),
+    stdoutTail: child.summary ? undefined : child.stdoutTail,
+    logFile: path.relative(ROOT, child.logFile),
+  };
+}
+
+async function runSharded(users: number, job: JobName, dbName: string, sendgrid: SendGridSink, qbo: QuickBooksFront, single: JobResult, singlePrint: Fingerprint): Promise<ShardedResult> {
+  qbo.reset();
+  const started = performance.now();
+  const children = await Promise.all(Array.from({ length: SHARDS }, (_, index) => runChild({
+    args: [job, '--now', NOW.toISOString(), ...BENCH_JOBS[job].args],
+    env: jobEnv(dbName, sendgrid, qbo, { count: SHARDS, index }),
+    logFile: path.join(RESULTS, 'logs', `${users}-${job}-shard${index}.log`),
+  })));
+  const wallMs = Math.round(performance.now() - started);
+  const limits = job === 'sync-quickbooks' ? qbo.report() : null;
+  const print = await withDb(dbName, (db) => fingerprint(db.knex, job, NOW));
+  const check = exactlyOnce(singlePrint, print);
+  const items = children.reduce((a, c) => a + BENCH_JOBS[job].items(c.summary ?? {}), 0);
+  const result: ShardedResult = {
+    job,
+    users,
+    shards: SHARDS,
+    wallMs,
+    speedup: Math.round((single.wallMs / wallMs) * 100) / 100,
+    items,
+    exactlyOnce: check.ok && children.every((c) => c.summary !== null),
+    differences: check.differences,
+    single: singlePrint,
+    sharded: print,
+    perShard: children.map((c, index) => ({ index, exitCode: c.exitCode, wallMs: c.wallMs, peakRssMb: c.peakRssMb, items: BENCH_JOBS[job].items(c.summary ?? {}), statements: c.statements })),
+    ...(limits ? { limits: { maxInFlightPerRealm: limits.maxInFlightPerRealm, maxPerMinutePerRealm: limits.maxPerMinutePerRealm, maxInFlight: limits.maxInFlight, reportRequests: limits.reportRequests } } : {}),
+  };
+  log(`  ${job} × ${SHARDS} shards: ${wallMs} ms (speed-up ${result.speedup}×), ${items} items, exactly once: ${result.exactlyOnce}${check.differences.length ? ` (${check.differences.join('; ')})` : ''}`);
+  return result;
+}
+
+async function runScale(users: number, sendgrid: SendGridSink, qbo: QuickBooksFront): Promise<ScaleResult> {
+  const meta = await ensureTemplate(users);
+  const template = `exitosx_bench_${users}`;
+  const runDb = `${template}_run`;
+  const copyMs = await copyDatabase(SERVER, template, runDb);
+  const sizeBytes = await databaseSize(SERVER, template);
+  log(`scale ${users} users: ${template} is ${(sizeBytes / 2 ** 20).toFixed(0)} MB; copied in ${copyMs} ms`);
+  const jobs: JobResult[] = [];
+  const prints: Partial<Record<JobName, Fingerprint>> = {};
+  for (const job of JOBS) {
+    const { result, print } = await runSingle(users, job, runDb, sendgrid, qbo);
+    jobs.push(result);
+    prints[job] = print;
+  }
+  if (!flags.keep) await dropDatabase(SERVER, runDb);
+
+  const sharded: ShardedResult[] = [];
+  if (SHARDS > 1) {
+    const shardDb = `${template}_shards`;
+    await copyDatabase(SERVER, template, shardDb);
+    for (const job of JOBS) {
+      const single = jobs.find((j) => j.job === job)!;
+      sharded.push(await runSharded(users, job, shardDb, sendgrid, qbo, single, prints[job]!));
+    }
+    if (!flags.keep) await dropDatabase(SERVER, shardDb);
+  }
+  const result: ScaleResult = { users, scale: { ...meta.scale }, counts: meta.counts, generateMs: meta.generateMs, databaseMb: Math.round(sizeBytes / 2 ** 20), latencyMs: LATENCY, now: NOW.toISOString(), jobs, sharded, finishedAt: new Date().toISOString() };
+  fs.writeFileSync(path.join(RESULTS, `users-${users}.json`), JSON.stringify(result, null, 2) + '\n');
+  return result;
+}
+
+async function machine(): Promise<Record<string, unknown>> {
+  const cpus = os.cpus();
+  let commit: string;
+  try {
+    const head = fs.readFileSync(path.join(ROOT, '.git/HEAD'), 'utf8').trim();
+    commit = head.startsWith('ref: ') ? fs.readFileSync(path.join(ROOT, '.git', head.slice(5)), 'utf8').trim() : head;
+  } catch {
+    commit = 'unknown';
+  }
+  return {
+    cpu: cpus[0]?.model ?? 'unknown',
+    cores: cpus.length,
+    memoryGiB: Math.round(os.totalmem() / 2 ** 30),
+    os: `${os.type()} ${os.release()}`,
+    node: process.version,
+    postgres: await serverInfo(SERVER),
+    commit: commit.slice(0, 12),
+  };
+}
+
+const sendgrid = await startSendGridSink();
+const qbo = await startQuickBooksFront({ ...QBO, latencyMs: LATENCY });
+try {
+  if (JOBS.includes('sync-quickbooks')) {
+    const t = performance.now();
+    const made = await qbo.prewarm(syncWindows(NOW));
+    log(`QuickBooks front: ${made} reports generated by the loopback in ${Math.round(performance.now() - t)} ms (cached for the runs)`);
+  }
+  const scales: ScaleResult[] = [];
+  for (const users of SCALES) scales.push(await runScale(users, sendgrid, qbo));
+  const info = await machine();
+  fs.writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify({ machine: info, scales }, null, 2) + '\n');
+  if (!flags['no-report']) {
+    const printed = await writeReport(RESULTS, info);
+    console.log(printed);
+  }
+} finally {
+  await sendgrid.close();
+  await qbo.close();
+}
