@@ -135,7 +135,8 @@ async function startServer(bin: string, args: (port: number, dir: string) => str
 
 /** Starts a real Pushgateway (no persistence) on a free loopback port. */
 export function startPushgateway(bin: string): Promise<ServerHandle> {
-  return startServer(bin, (port) => [`--web.listen-address=127.0.0.1:${port}`], '/-/ready', 'pushgateway');
+  // Debian's build persists to /var/lib/prometheus by default: keep this one in memory.
+  return startServer(bin, (port) => [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file=', '--web.enable-admin-api'], '/-/ready', 'pushgateway');
 }
 
 /**
