@@ -164,8 +164,10 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
           maxTimeout: maxDelay,
           factor: 2,
           randomize: true,
-          signal,
-          shouldRetry: ({ error }) => error instanceof TransientError,
+          // No `signal` here on purpose: on SIGTERM the attempt in flight must finish
+          // (SendGrid may already have accepted it; abandoning it would mark it FAILED
+          // and a rerun would send it twice). A stop request only ends the retrying.
+          shouldRetry: ({ error }) => error instanceof TransientError && !signal.aborted,
           onFailedAttempt: async ({ error, attemptNumber, retriesLeft, retryDelay }) => {
             const asked = error instanceof TransientError ? error.retryAfterMs : undefined;
             log.warn('email:retry', { key: email.idempotencyKey, attempt: attemptNumber, retriesLeft, error: redact(error.message), retryAfterMs: asked });
