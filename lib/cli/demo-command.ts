@@ -7,18 +7,22 @@
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
-import { JOB_NAMES, JOBS } from '../../jobs/index.ts';
+import { JOBS } from '../../jobs/index.ts';
 import { loadConfig, type Config } from '../config.ts';
 import { openDatabase } from '../db/connect.ts';
 import { migrate } from '../db/migrate.ts';
 import { ConfigError } from '../errors.ts';
 import { seedSample } from '../demo/seed.ts';
 import { DEMO_SETUPS } from '../demo/setups.ts';
+import type { JobName } from '../runtime/job.ts';
 import { runJob } from '../runtime/run.ts';
 import type { Logger } from '../telemetry/log.ts';
 
 /** Companies in the demo sample. */
 const DEMO_COMPANIES = 300;
+
+/** QuickBooks first, so that last month's drift reports include the synced financials. */
+const DEMO_ORDER: JobName[] = ['sync-quickbooks', 'detect-inactivity', 'generate-drift-reports'];
 
 export async function demoCommand(config: Config, log: Logger, signal: AbortSignal, out?: (line: string) => void): Promise<number> {
   if (config.databaseUrl) throw new ConfigError('demo runs on the embedded database only: unset DATABASE_URL');
@@ -39,7 +43,7 @@ export async function demoCommand(config: Config, log: Logger, signal: AbortSign
 
   const table: string[] = [];
   let worst = 0;
-  for (const name of JOB_NAMES) {
+  for (const name of DEMO_ORDER) {
     if (signal.aborted) break;
     const setup = await DEMO_SETUPS[name]?.({ log, tokenKey });
     try {
