@@ -17,7 +17,6 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { productColumns } from '../../lib/db/migrate.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
-import { encryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { adminQuery, createTestDb, type TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli, type CliResult } from '../support/run.ts';
