@@ -1,0 +1,52 @@
+# syntax=docker/dockerfile:1.7
+#
+# The suite's image: one program, `exitosx-cron`, whose first argument is the job
+# (INTERFACES.md); each CronJob of the chart only changes `args`.
+#   docker build -t exitosx-cron .
+#   docker run --rm --read-only --tmpfs /tmp exitosx-cron detect-inactivity --dry-run
+#
+# test/k8s/image.test.ts reads this file and runs its COPY and RUN steps outside
+# Docker (no engine here), so keep each step a plain command run in WORKDIR.
+
+ARG NODE_IMAGE=node:24-slim
+
+# ---- build: all dependencies, TypeScript compiled to dist/ ----
+FROM ${NODE_IMAGE} AS build
+WORKDIR /app
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY bin ./bin
+COPY jobs ./jobs
+COPY lib ./lib
+RUN npm run build
+
+# ---- runtime: production dependencies and the compiled JavaScript only ----
+FROM ${NODE_IMAGE} AS runtime
+# PID 1 is tini, not node. The suite handles SIGTERM/SIGINT itself while a job runs
+# (lib/runtime/shutdown.ts: finish the item in hand, flush telemetry, exit 143), and
+# tini forwards those signals to it unchanged. But a process that is PID 1 gets no
+# default signal actions from the kernel: `migrate` (the Helm hook), `trigger` and the
+# moments before a job installs its handlers would ignore SIGTERM and wait for the
+# SIGKILL at the end of the grace period. Under tini node is an ordinary process, so
+# those exit at once on SIGTERM, and any stray child is reaped.
+RUN apt-get update \
+  && apt-get install -y --no-install-recommends tini \
+  && rm -rf /var/lib/apt/lists/*
+WORKDIR /app
+# The root filesystem is read-only in the cluster: everything written goes to /tmp
+# (an emptyDir in the chart). The embedded database and the email outbox are only
+# used when DATABASE_URL / SENDGRID_API_KEY are not set.
+ENV NODE_ENV=production \
+    HOME=/tmp \
+    EMBEDDED_DB_DIR=/tmp/exitosx/db \
+    EMAIL_OUTBOX_DIR=/tmp/exitosx/outbox
+COPY package.json package-lock.json ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
+COPY --from=build /app/dist ./dist
+RUN chmod 0755 dist/bin/exitosx-cron.js \
+  && ln -s /app/dist/bin/exitosx-cron.js /usr/local/bin/exitosx-cron
+# A numeric user (Kubernetes can check runAsNonRoot against it); the chart runs as the same.
+USER 10001:10001
+ENTRYPOINT ["/usr/bin/tini", "--", "exitosx-cron"]
+CMD ["--help"]
