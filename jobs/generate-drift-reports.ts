@@ -57,7 +57,7 @@ const job: JobDefinition = {
         const report = computeDriftReport(facts, period, ctx.now);
         const reportId = await insertDriftReport(ctx.db, report, ctx.now);
         if (!reportId) return 'skipped'; // a racing run stored it first, and emails it
-        ctx.log.info('drift:generated', { reportId, companyId: company.id, period: period.month, direction: report.bri.direction, briDelta: report.bri.delta });
+        ctx.log.debug('drift:generated', { reportId, companyId: company.id, period: period.month, direction: report.bri.direction, briDelta: report.bri.delta });
         await mailer.deliver(reportId, report, recipients);
         return 'generated';
       },
