@@ -93,7 +93,8 @@ describe('drift report email', () => {
     expect(r.html).to.include('Not scored yet');
     expect(r.html).not.to.include('>Categories<');
     expect(r.html).not.to.include('Value and financials');
-    expect(r.text).to.match(/^EXIT OSX\n\nBluewater "Print" & Co\. · February 2026\n\nHere is how/);
+    expect(r.text).to.match(/^EXIT OSX\n\nBluewater "Print" & Co\. · February 2026\n\nHere is the February 2026 report for Bluewater "Print" & Co\.\n/);
+    expect(r.html.match(/Not scored yet/g)).to.have.length(1);
   });
 
   it('celebrates a first assessment, with end bars only', () => {

@@ -82,7 +82,7 @@ function heroHtml(r: DriftReport): string {
       ? `<span style="font-weight:700;color:${t.color};">${t.arrow} First assessment</span>`
       : `<span style="font-weight:700;color:${t.color};">${t.arrow} ${escapeHtml(formatDelta(bri.delta!))} points</span> <span style="color:${THEME.muted};font-size:14px;">from ${escapeHtml(formatScore(bri.start))} at the end of ${escapeHtml(prev)}</span>`;
   }
-  const badge = `<span style="display:inline-block;padding:2px 10px;border-radius:10px;background-color:${t.color};color:#ffffff;font-size:12px;font-weight:700;letter-spacing:0.5px;text-transform:uppercase;">${escapeHtml(t.word)}</span>`;
+  const badge = bri.end === null ? '' : `<span style="display:inline-block;padding:2px 10px;border-radius:10px;background-color:${t.color};color:#ffffff;font-size:12px;font-weight:700;letter-spacing:0.5px;text-transform:uppercase;">${escapeHtml(t.word)}</span>`;
   return card(`<div style="font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;">Buyer Readiness Index</div>
 <div style="margin:0 0 6px 0;">${score}</div>
 <div style="margin:0 0 10px 0;">${change}</div>
@@ -204,7 +204,8 @@ function textOf(r: DriftReport, greeting: string, url: string): string {
 export function renderDriftReportEmail(report: DriftReport, recipient: DriftEmailRecipient, appBaseUrl: string): RenderedDriftEmail {
   const month = monthName(report.period.month);
   const firstName = recipient.name?.trim().split(/\s+/)[0];
-  const greeting = `${firstName ? `Hi ${firstName}, here` : 'Here'} is how ${report.company.name} moved in ${month}.`;
+  const what = report.bri.end === null ? `the ${month} report for ${report.company.name}` : `how ${report.company.name} moved in ${month}`;
+  const greeting = `${firstName ? `Hi ${firstName}, here` : 'Here'} is ${what}`.replace(/\.?$/, '.'); // "Co." ends it already
   const url = reportUrl(appBaseUrl, report);
   const bodyHtml = [
     paragraph(greeting),
