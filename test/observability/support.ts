@@ -335,7 +335,7 @@ export interface ProbeOptions {
   table: () => string;
   /** The job's own summary counts, from the items it handled. */
   summary: (handled: number) => Record<string, unknown>;
-  /** Called inside each item (after its query), e.g. to send SIGTERM. */
+  /** Called inside each item (after its query) with the item's index, e.g. to abort the run. */
   onItem?: (index: number) => void | Promise<void>;
 }
 
@@ -353,6 +353,7 @@ export function probeJob(options: ProbeOptions): JobDefinition {
     async run(ctx) {
       const ids = (await ctx.db('companies').select('id').orderBy('id')).map((r: { id: string }) => r.id);
       let handled = 0;
+      let started = 0;
       await ctx.forEach({
         phase: 'companies',
         kind: 'company',
@@ -360,8 +361,9 @@ export function probeJob(options: ProbeOptions): JobDefinition {
         total: ids.length,
         id: (id) => id,
         handle: async (id) => {
+          const index = started++;
           await ctx.db(options.table()).where({ id }).first();
-          await options.onItem?.(handled);
+          await options.onItem?.(index);
           handled++;
           return 'checked';
         },
