@@ -4,6 +4,7 @@
  * and a failing push never changing the run's outcome.
  */
 import { expect } from 'chai';
+import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import { loadConfig } from '../../lib/config.ts';
@@ -11,10 +12,10 @@ import { runJob } from '../../lib/runtime/run.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';
 import { createMetricsPublisher, summaryCounts } from '../../lib/telemetry/metrics.ts';
 import { summaryMetricName } from '../../lib/telemetry/names.ts';
-import { eachBackend } from '../support/db.ts';
-import { aCompany } from '../support/factories.ts';
-import { runInProcess } from '../support/run.ts';
-import { freePort, probeJob, pushgatewaySamples, requireBinary, startPushgateway, wipePushgateway, type ServerHandle } from './support.ts';
+import { backends, createTestDb, eachBackend } from '../support/db.ts';
+import { aCompany, anOwnedCompany } from '../support/factories.ts';
+import { NOW, runCli, runInProcess } from '../support/run.ts';
+import { freePort, probeJob, pushgatewaySamples, requireBinary, startPushgateway, tempDir, wipePushgateway, type ServerHandle } from './support.ts';
 
 describe('metric names from summary fields', () => {
   it('maps camelCase summary fields to snake_case metric names under exitosx_cron_', () => {
@@ -158,6 +159,33 @@ describe('metrics push to a real Pushgateway', function () {
       const failed = await runInProcess(inactivity('no_such_table'), {}, { database: db().database, env: env(), publishers: [createMetricsPublisher(loadConfig({ PUSHGATEWAY_URL: closed }))] });
       expect(failed.exitCode).to.equal(1);
     });
+  });
+
+  it('through the command line: a real detect-inactivity run pushes its summary counts; a --dry-run pushes nothing', async function () {
+    this.timeout(90_000);
+    if (!backends().includes('postgres')) this.skip();
+    const db = await createTestDb('postgres');
+    const outbox = tempDir('outbox');
+    try {
+      await anOwnedCompany(db.knex, { daysInactive: 30 });
+      const env = { DATABASE_URL: db.url, PUSHGATEWAY_URL: gateway!.url, EMAIL_OUTBOX_DIR: outbox };
+      const dry = await runCli(['detect-inactivity', '--dry-run', '--now', NOW.toISOString()], { env });
+      expect(dry.code, dry.stderr).to.equal(0);
+      expect(dry.summary?.dryRun).to.equal(true);
+      expect(await ours()).to.deep.equal([]);
+
+      const real = await runCli(['detect-inactivity', '--now', NOW.toISOString()], { env });
+      expect(real.code, real.stderr).to.equal(0);
+      const samples = await ours();
+      const group = { cron_job: 'detect-inactivity', shard: '0' };
+      expect(sample(samples, 'exitosx_cron_run_success', group)?.value).to.equal(1);
+      expect(sample(samples, 'exitosx_cron_signals_created', group)?.value).to.equal(real.summary?.signalsCreated).and.to.equal(1);
+      expect(sample(samples, 'exitosx_cron_users_checked', group)?.value).to.equal(1);
+      expect(sample(samples, 'exitosx_cron_emails_sent', group)?.value).to.equal(real.summary?.emailsSent);
+    } finally {
+      await db.close();
+      fs.rmSync(outbox, { recursive: true, force: true });
+    }
   });
 
   it('a Pushgateway that never answers is given up on after PUSHGATEWAY_TIMEOUT_MS, and the run still succeeds', async function () {

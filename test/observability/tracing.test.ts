@@ -203,6 +203,8 @@ describe('tracing (OTLP/HTTP to a loopback collector)', function () {
       expect(logs.length).to.be.greaterThan(2);
       for (const line of logs) expect(line, String(line.message)).to.include({ trace_id: root!.traceId });
       expect(fs.readdirSync(outbox).length, 'emails in the outbox').to.be.greaterThan(0);
+      // The CLI passes the metrics publisher: a successful run replaces its group.
+      expect(sink.requests).to.deep.equal(['PUT /metrics/job/exitosx_cron/cron_job/detect-inactivity/shard/0']);
     } finally {
       await db.close();
       fs.rmSync(path.resolve(outbox), { recursive: true, force: true });
