@@ -64,7 +64,8 @@ export async function ownersPage(db: Knex, after: string, o: PageOptions): Promi
        ${o.companyId ? `and u.id in (select m.user_id from company_members m where m.company_id = :companyId and m.role = 'OWNER')` : ''}
        and exists (
          select 1 from company_members cm join companies c on c.id = cm.company_id
-         where cm.user_id = u.id and cm.role = 'OWNER' and ${ACTIVE_COMPANY}
+         -- (the repeated bound lets the planner start the members index at the cursor too)
+         where cm.user_id = u.id and cm.user_id > :after and cm.role = 'OWNER' and ${ACTIVE_COMPANY}
        )
      order by u.id
      limit :limit`,

@@ -31,7 +31,7 @@ describe('email templates', () => {
         expect(body).to.contain('Reconcile 24 months of books').and.contain('Register trademarks').and.contain('and 2 more');
         expect(body).to.contain('Get Back on Track').and.contain('Unsubscribe');
       }
-      expect(text).to.contain(`Get Back on Track: ${APP}/dashboard`);
+      expect(text).to.contain(`Get Back on Track: ${APP}\n`);
       expect(text).to.contain(`Unsubscribe: ${unsubscribeUrl(APP, 'INACTIVITY_NUDGE')}`);
       expect(text).not.to.match(/<[a-z]/i);
     });
@@ -56,7 +56,7 @@ describe('email templates', () => {
       const { html } = renderInactivityNudge(data(), APP);
       expect(html).to.match(/^<!DOCTYPE html>/);
       expect(html).to.contain('name="viewport"').and.contain('role="presentation"').and.contain('max-width:600px');
-      expect(html).to.contain(`href="${APP}/dashboard"`);
+      expect(html).to.contain(`href="${APP}"`);
       expect(html).to.contain(`href="${unsubscribeUrl(APP, 'INACTIVITY_NUDGE')}"`);
       expect(html).not.to.match(/<script|<link|class="[^"]*"\s*>\s*$/);
     });

@@ -1,7 +1,7 @@
 /**
  * The inactivity nudge (detect-inactivity): "We haven't seen you in N weeks", each
  * owned company's last known BRI score and its pending tasks (count, up to three
- * titles), and a "Get Back on Track" button to the app.
+ * titles), and a "Get Back on Track" button to the app (APP_BASE_URL).
  */
 import { button, card, escapeHtml, muted, paragraph, renderLayout, THEME, unsubscribeUrl } from './layout.ts';
 
@@ -85,7 +85,7 @@ export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): Rend
     data.companies.length === 1
       ? `It has been ${data.daysInactive} days since you last worked on ${data.companies[0]!.name} in Exit OSx. Buyers reward owners who keep their readiness moving; here is where you left off.`
       : `It has been ${data.daysInactive} days since you last worked on your companies in Exit OSx. Buyers reward owners who keep their readiness moving; here is where you left off.`;
-  const cta = `${appBaseUrl}/dashboard`;
+  const cta = appBaseUrl;
   const bodyHtml = [
     paragraph(greeting),
     paragraph(intro),
