@@ -18,10 +18,10 @@
  * place, which `startTracing` triggers by requiring them once more after the SDK
  * starts; undici reports through diagnostics_channel and needs no patching. This
  * keeps one entrypoint (no `--import` preload) and no cost when tracing is off.
- * tests/observability/tracing.test.ts proves the pg spans arrive.
+ * test/observability/tracing.test.ts proves the pg spans arrive through the CLI.
  */
 import { createRequire } from 'node:module';
-import type { Attributes, Span as ApiSpan } from '@opentelemetry/api';
+import { SpanStatusCode, type Attributes, type Span as ApiSpan } from '@opentelemetry/api';
 import type { Instrumentation } from '@opentelemetry/instrumentation';
 import type { ReadableSpan, Span, SpanExporter, SpanProcessor } from '@opentelemetry/sdk-trace';
 import type { Config } from '../config.ts';
@@ -143,7 +143,7 @@ export function traceCommand<T extends { exitCode: number }>(job: string, shard:
   return withSpan(`exitosx-cron ${job}`, { [ATTR.job]: job, [ATTR.shard]: shard.index, [ATTR.shardCount]: shard.count }, async (span) => {
     const result = await fn();
     span.setAttribute(ATTR.exitCode, result.exitCode);
-    if (result.exitCode !== 0) span.setStatus({ code: 2 /* SpanStatusCode.ERROR */, message: `exit code ${result.exitCode}` });
+    if (result.exitCode !== 0) span.setStatus({ code: SpanStatusCode.ERROR, message: `exit code ${result.exitCode}` });
     return result;
   });
 }
