@@ -19,7 +19,7 @@ import PQueue from 'p-queue';
 import pRetry, { AbortError } from 'p-retry';
 import type { Config } from '../config.ts';
 import { PermanentError, TransientError, messageOf } from '../errors.ts';
-import { failStalePending, findEmailLog, insertEmailLog, markFailed, markSent, OUTCOME_UNKNOWN, reclaimFailed, type EmailLogType } from '../sql/email-log.ts';
+import { failStalePending, findEmailLog, insertEmailLog, markFailed, markSent, OUTCOME_UNKNOWN, reclaimFailed, suppressFailed, type EmailLogType } from '../sql/email-log.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutboxTransport } from './outbox.ts';
@@ -41,7 +41,8 @@ export interface OutgoingEmail {
 
 /**
  * - `sent`: delivered to the transport now (in a dry run: would be).
- * - `suppressed`: recorded SUPPRESSED now (preferences or cap), nothing sent.
+ * - `suppressed`: recorded SUPPRESSED now (preferences or cap), nothing sent; also
+ *   turns an earlier FAILED attempt (known error) of the key into SUPPRESSED.
  * - `already`: the key was settled earlier (SENT or SUPPRESSED), or its earlier
  *   attempt has an unknown outcome (FAILED "outcome unknown", or still PENDING in
  *   another run): never sent again automatically.
@@ -187,7 +188,10 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
 
     if (options.suppress) {
-      const id = await insertEmailLog(db, { userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, status: 'SUPPRESSED', error: `suppressed: ${options.suppress}` }, now);
+      const reason = `suppressed: ${options.suppress}`;
+      const id =
+        (await insertEmailLog(db, { userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, status: 'SUPPRESSED', error: reason }, now)) ??
+        (await suppressFailed(db, email.idempotencyKey, reason));
       if (id) {
         log.debug('email:suppressed', { ...fields, reason: options.suppress });
         return { outcome: 'suppressed', status: 'SUPPRESSED' };

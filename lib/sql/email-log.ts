@@ -69,6 +69,20 @@ export async function reclaimFailed(db: Knex, idempotencyKey: string, now: Date)
   return rows[0]?.id ?? null;
 }
 
+/**
+ * Records as SUPPRESSED a key whose earlier attempt FAILED with a known error (the
+ * user opted out, or a cap applies, since): nothing will be sent for it. Returns
+ * the row id, or null when the row was not in that state.
+ */
+export async function suppressFailed(db: Knex, idempotencyKey: string, reason: string): Promise<string | null> {
+  const rows: Array<{ id: string }> = await db('email_log')
+    .where({ idempotency_key: idempotencyKey, status: 'FAILED' })
+    .whereRaw(`coalesce(error, '') not like ?`, [`${OUTCOME_UNKNOWN}%`])
+    .update({ status: 'SUPPRESSED', error: reason })
+    .returning(['id']);
+  return rows[0]?.id ?? null;
+}
+
 /** Marks a claimed row SENT. */
 export async function markSent(db: Knex, id: string, providerMessageId: string | null, now: Date): Promise<void> {
   // A stale sweep of another run may have marked this in-flight row "outcome

@@ -97,6 +97,14 @@ describe('email service', function () {
       expect(await service().send(email(), { suppress: 'cap' })).to.deep.equal({ outcome: 'already', status: 'SENT' });
     });
 
+    it('turns a failed attempt into SUPPRESSED when the caller now suppresses it', async () => {
+      sendgrid.failNext({ status: 400 });
+      expect((await service().send(email())).outcome).to.equal('failed');
+      expect(await service().send(email(), { suppress: 'preferences' })).to.deep.equal({ outcome: 'suppressed', status: 'SUPPRESSED' });
+      expect((await rows()).map((r) => [r.status, r.error])).to.deep.equal([['SUPPRESSED', 'suppressed: preferences']]);
+      expect(sendgrid.requests).to.have.length(1);
+    });
+
     it('retries a 429 after the Retry-After it was given', async function () {
       this.timeout(10_000);
       sendgrid.failNext({ status: 429, headers: { 'Retry-After': '1' } });
