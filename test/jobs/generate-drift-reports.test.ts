@@ -334,6 +334,21 @@ describe('generate-drift-reports', function () {
       expect(good.summary).to.include({ success: true, job: 'generate-drift-reports', generated: 1, emailsSent: 1 });
     });
 
+    it('isolates an item that fails: logged with its id, counted and listed, while the others go on', async () => {
+      const broken = await anOwnedCompany(knex());
+      // A stored report (from some older release) that cannot be rendered, still owing its email.
+      const [{ id: brokenId }] = await knex()('drift_reports')
+        .insert({ company_id: broken.company.id, period_start: utc(2026, 1, 1), period_end: FEB_START, direction: 'NO_DATA', report: JSON.stringify({ version: 1 }) })
+        .returning('id');
+      const { company } = await anOwnedCompany(knex());
+      const { exitCode, summary, logs } = await run();
+      expect(exitCode).to.equal(1);
+      expect(summary).to.include({ success: false, errors: 1, totalCompanies: 2, generated: 2, emailsSent: 2 });
+      expect((summary.errorDetails as Array<{ kind: string; id: string }>).map((e) => [e.kind, e.id])).to.deep.equal([['report', brokenId]]);
+      expect(logs.some((l) => l.message === 'item:failed' && l.id === brokenId)).to.equal(true);
+      expect((await reportOf(knex(), company.id)).emailed_at).to.be.instanceOf(Date);
+    });
+
     it('writes a report once when two runs race for it (on conflict do nothing)', async () => {
       const { company } = await anOwnedCompany(knex());
       const report = { version: 1, company: { id: company.id, name: 'x' }, period: { month: '2026-02', start: FEB_START.toISOString(), end: MAR_START.toISOString() }, bri: { start: null, end: null, delta: null, direction: 'NO_DATA' } } as never;
