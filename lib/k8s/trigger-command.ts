@@ -6,8 +6,7 @@
 import type { Config } from '../config.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
-import { KubernetesError, loadKubeConfig } from './client.ts';
-import { trigger, TriggerError, type TriggerOptions } from './trigger.ts';
+import type { TriggerOptions } from './trigger.ts';
 
 /** Runs `exitosx-cron trigger`; resolves to the exit code. */
 export async function triggerCommand(config: Config, log: Logger, opts: TriggerOptions, out?: (line: string) => void): Promise<number> {
@@ -15,6 +14,9 @@ export async function triggerCommand(config: Config, log: Logger, opts: TriggerO
     process.stderr.write(`exitosx-cron: ${redact(message)}\n`);
     return code;
   };
+  // Loaded here, not at start: the Kubernetes client is large and only trigger needs it.
+  const { KubernetesError, loadKubeConfig } = await import('./client.ts');
+  const { trigger, TriggerError } = await import('./trigger.ts');
   try {
     const kubeConfig = loadKubeConfig(config.kubernetes);
     return await trigger(opts, {

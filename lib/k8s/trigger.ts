@@ -120,7 +120,7 @@ export async function trigger(opts: TriggerOptions, deps: TriggerDeps): Promise<
   }
   const jobName = created.metadata!.name!;
   deps.stderr(`job.batch/${jobName} created in namespace ${namespace} from cronjob/${cronJobName}${opts.jobArgs.length ? ` with ${opts.jobArgs.join(' ')}` : ''}\n`);
-  deps.log.info('trigger:created', { jobName, namespace, cronJob: cronJobName, args: opts.jobArgs });
+  deps.log.debug('trigger:created', { jobName, namespace, cronJob: cronJobName, args: opts.jobArgs });
   if (!opts.wait) {
     deps.stdout(JSON.stringify({ created: jobName, namespace, cronJob: cronJobName }));
     return 0;
@@ -155,8 +155,12 @@ async function follow(kc: KubeConfig, namespace: string, jobName: string, pollMs
     }
     const phase = pod.status?.phase;
     if (f.done || f.ended || (phase !== 'Running' && phase !== 'Succeeded' && phase !== 'Failed')) return;
+    // Attempts of one index run one after another: follow them in that order.
+    const index = f.index ?? '0';
+    if ([...pods.values()].some((p) => p !== f && (p.index ?? '0') === index && p.created <= f!.created && p.done && !p.ended)) return;
     const followed = f;
     let partial = '';
+    let headed = false;
     const sink = new Writable({
       write(chunk: Buffer, _enc, cb) {
         const text = partial + chunk.toString('utf8');
@@ -172,6 +176,9 @@ async function follow(kc: KubeConfig, namespace: string, jobName: string, pollMs
     });
     const emit = (line: string) => {
       followed.lines.push(line);
+      // Shards run side by side: prefix their lines. Attempts run one after another: a header each.
+      if (!prefixLines && !headed) deps.stderr(`==> pod ${followed.pod} <==\n`);
+      headed = true;
       deps.stderr(prefixLines ? `[${followed.pod}] ${line}\n` : `${line}\n`);
     };
     followed.done = new Promise<void>((resolve) => {
@@ -197,12 +204,20 @@ async function follow(kc: KubeConfig, namespace: string, jobName: string, pollMs
     } catch (err) {
       throw triggerFailure(err, `follow job ${jobName}`, rbacHint);
     }
-    prefixLines ||= podList.length > 1 || (job.spec?.completions ?? 1) > 1;
-    for (const pod of podList) startFollowing(pod);
+    prefixLines = (job.spec?.completions ?? 1) > 1;
+    const created = (p: V1Pod) => new Date(p.metadata?.creationTimestamp ?? 0).getTime();
+    const inOrder = [...podList].sort((a, b) => created(a) - created(b));
+    for (const pod of inOrder) startFollowing(pod);
     const finished = job.status?.conditions?.find((c) => (c.type === 'Complete' || c.type === 'Failed') && c.status === 'True');
     if (finished) {
-      // Let the log streams drain (bounded), then read the outcome from the pods.
-      await Promise.race([Promise.all([...pods.values()].map((p) => p.done)), sleep(Math.max(5000, pollMs * 3))]);
+      // Read every pod's log to its end (bounded), then take the outcome from the pods.
+      const deadline = Date.now() + Math.max(10_000, pollMs * 5);
+      for (;;) {
+        for (const pod of inOrder) startFollowing(pod);
+        const pending = [...pods.values()].filter((p) => !p.ended);
+        if (!pending.length || Date.now() >= deadline) break;
+        await Promise.race([Promise.all(pending.map((p) => p.done)), sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())))]);
+      }
       return outcome(job, finished, podList, pods, deps);
     }
     await sleep(pollMs);
