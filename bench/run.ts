@@ -17,7 +17,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openPostgresUrl } from '../lib/db/connect.ts';
 import { runChild, ROOT, type ChildResult } from './lib/child.ts';
-import { copyDatabase, databaseSize, dbStats, dropDatabase, generateTemplate, GENERATOR_VERSION, keyId, readTemplateMeta, serverInfo, statsDelta, urlFor, type DbStats, type TemplateMeta } from './lib/database.ts';
+import { copyDatabase, databaseSize, dbStats, dropDatabase, generateTemplate, GENERATOR_VERSION, keyId, readTemplateMeta, serverInfo, statsDelta, urlFor, withAdmin, type DbStats, type TemplateMeta } from './lib/database.ts';
 import { driftFloor, inactivityFloor, syncFloor, type Floor } from './lib/floors.ts';
 import { scaleFor } from './lib/generate.ts';
 import { BENCH_JOBS, JOB_NAMES, shortSummary, type JobName } from './lib/jobs.ts';
@@ -37,6 +37,10 @@ const HELP = `npm run bench -- [flags]
   --cpu-prof          write V8 CPU profiles of the single runs to bench/results/profiles
   --log-level LEVEL   the jobs' LOG_LEVEL [info]
   --keep              keep the run databases (for EXPLAIN)
+  --node-options STR  extra NODE_OPTIONS for the job processes (e.g. --max-old-space-size=150)
+  --env K=V,...       extra environment for the job processes (e.g. EMAIL_CONCURRENCY=16)
+  --db-setting K=V    ALTER DATABASE … SET on the run copies (e.g. synchronous_commit=off)
+  --tag NAME          write bench/results/users-<N>-<NAME>.json instead (experiments; not in RESULTS.md)
   --no-report         do not rewrite RESULTS.md and chart.png`;
 
 const { values: flags } = parseArgs({
@@ -51,6 +55,10 @@ const { values: flags } = parseArgs({
     'cpu-prof': { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'info' },
     keep: { type: 'boolean', default: false },
+    'node-options': { type: 'string', default: '' },
+    env: { type: 'string', default: '' },
+    tag: { type: 'string', default: '' },
+    'db-setting': { type: 'string', default: '' },
     'no-report': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
@@ -68,6 +76,8 @@ const SCALES = flags.users.split(',').map((s) => Number(s.trim()));
 const JOBS = flags.jobs.split(',').map((s) => s.trim()) as JobName[];
 for (const j of JOBS) if (!JOB_NAMES.includes(j)) throw new Error(`unknown job ${j}`);
 const RESULTS = path.join(ROOT, 'bench/results');
+const EXTRA_ENV: Record<string, string> = Object.fromEntries(flags.env.split(',').filter(Boolean).map((kv) => [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)]));
+const TAG = flags.tag ? `-${flags.tag.replace(/[^a-z0-9_-]/gi, '')}` : '';
 fs.mkdirSync(RESULTS, { recursive: true });
 
 // The job processes' configuration, as an operator would set it (defaults otherwise).
@@ -81,7 +91,7 @@ const log = (line: string) => console.log(`[bench ${new Date().toISOString().sli
 
 function jobEnv(dbName: string, sendgrid: SendGridSink, qbo: QuickBooksFront, shard?: { count: number; index: number }): Record<string, string> {
   return {
-    NODE_OPTIONS: '--disable-warning=ExperimentalWarning',
+    NODE_OPTIONS: `--disable-warning=ExperimentalWarning ${flags['node-options']}`.trim(),
     DATABASE_URL: urlFor(SERVER, dbName),
     LOG_LEVEL: flags['log-level'],
     SENDGRID_API_KEY: sendgrid.apiKey,
@@ -96,6 +106,7 @@ function jobEnv(dbName: string, sendgrid: SendGridSink, qbo: QuickBooksFront, sh
     QUICKBOOKS_MAX_IN_FLIGHT: String(QBO_PER_REALM_IN_FLIGHT),
     QUICKBOOKS_MAX_PER_MINUTE: String(QBO_PER_REALM_PER_MINUTE),
     TOKEN_ENCRYPTION_KEY: TOKEN_KEY.toString('base64'),
+    ...EXTRA_ENV,
     ...(shard ? { SHARD_COUNT: String(shard.count), SHARD_INDEX: String(shard.index) } : {}),
   };
 }
@@ -161,7 +172,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
   const child = await runChild({
     args: [job, '--now', NOW.toISOString(), ...bench.args],
     env: jobEnv(dbName, sendgrid, qbo),
-    logFile: path.join(RESULTS, 'logs', `${users}-${job}.log`),
+    logFile: path.join(RESULTS, 'logs', `${users}${TAG}-${job}.log`),
     ...(flags['cpu-prof'] ? { cpuProfDir: path.join(RESULTS, 'profiles', `${users}-${job}`) } : {}),
   });
   await settle();
@@ -169,7 +180,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
   const limits = job === 'sync-quickbooks' ? qbo.report() : null;
   const print = await withDb(dbName, (db) => fingerprint(db.knex, job, NOW));
   const result = summarise(users, job, child, pgStats, sendgrid.accepted - sentBefore, floor, floorError, limits);
-  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements` +
+  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements, CPU ${child.cpuMs} ms, load ${child.loadAverage}, others ${child.othersCpuPercent}% of the CPUs` +
     (result.floorMs ? `, floor ${result.floorMs} ms, ratio ${result.ratio}` : ''));
   return { result, print };
 }
@@ -203,6 +214,8 @@ function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbS
     peakRssSource: child.peakRssSource,
     statements: child.statements,
     cpuMs: child.cpuMs,
+    loadAverage: child.loadAverage,
+    othersCpuPercent: child.othersCpuPercent,
     statementsPerItem: items && child.statements ? Math.round((child.statements / items) * 100) / 100 : null,
     statementsByVerb: child.statementsByVerb,
     pgStatDatabase: pgStats,
@@ -227,7 +240,7 @@ async function runSharded(users: number, job: JobName, dbName: string, sendgrid:
   const children = await Promise.all(Array.from({ length: SHARDS }, (_, index) => runChild({
     args: [job, '--now', NOW.toISOString(), ...BENCH_JOBS[job].args],
     env: jobEnv(dbName, sendgrid, qbo, { count: SHARDS, index }),
-    logFile: path.join(RESULTS, 'logs', `${users}-${job}-shard${index}.log`),
+    logFile: path.join(RESULTS, 'logs', `${users}${TAG}-${job}-shard${index}.log`),
   })));
   const wallMs = Math.round(performance.now() - started);
   const limits = job === 'sync-quickbooks' ? qbo.report() : null;
@@ -245,18 +258,28 @@ async function runSharded(users: number, job: JobName, dbName: string, sendgrid:
     differences: check.differences,
     single: singlePrint,
     sharded: print,
-    perShard: children.map((c, index) => ({ index, exitCode: c.exitCode, wallMs: c.wallMs, peakRssMb: c.peakRssMb, items: BENCH_JOBS[job].items(c.summary ?? {}), statements: c.statements })),
+    perShard: children.map((c, index) => ({ index, exitCode: c.exitCode, wallMs: c.wallMs, cpuMs: c.cpuMs, loadAverage: c.loadAverage, peakRssMb: c.peakRssMb, items: BENCH_JOBS[job].items(c.summary ?? {}), statements: c.statements })),
     ...(limits ? { limits: { maxInFlightPerRealm: limits.maxInFlightPerRealm, maxPerMinutePerRealm: limits.maxPerMinutePerRealm, maxInFlight: limits.maxInFlight, reportRequests: limits.reportRequests } } : {}),
   };
   log(`  ${job} × ${SHARDS} shards: ${wallMs} ms (speed-up ${result.speedup}×), ${items} items, exactly once: ${result.exactlyOnce}${check.differences.length ? ` (${check.differences.join('; ')})` : ''}`);
   return result;
 }
 
+/** --db-setting: server settings for the run copies (experiments). */
+async function applyDbSettings(name: string): Promise<void> {
+  for (const kv of flags['db-setting'].split(',').filter(Boolean)) {
+    const [k, v] = [kv.slice(0, kv.indexOf('=')), kv.slice(kv.indexOf('=') + 1)];
+    if (!/^[a-z_]+$/.test(k) || !/^[a-zA-Z0-9_.]+$/.test(v) || !/^[a-z0-9_]+$/.test(name)) throw new Error(`bad --db-setting ${kv}`);
+    await withAdmin(SERVER, (c) => c.query(`alter database "${name}" set ${k} = '${v}'`));
+  }
+}
+
 async function runScale(users: number, sendgrid: SendGridSink, qbo: QuickBooksFront): Promise<ScaleResult> {
   const meta = await ensureTemplate(users);
   const template = `exitosx_bench_${users}`;
-  const runDb = `${template}_run`;
+  const runDb = `${template}_run${TAG.replace(/-/g, '_').toLowerCase()}`;
   const copyMs = await copyDatabase(SERVER, template, runDb);
+  await applyDbSettings(runDb);
   const sizeBytes = await databaseSize(SERVER, template);
   log(`scale ${users} users: ${template} is ${(sizeBytes / 2 ** 20).toFixed(0)} MB; copied in ${copyMs} ms`);
   const jobs: JobResult[] = [];
@@ -270,16 +293,17 @@ async function runScale(users: number, sendgrid: SendGridSink, qbo: QuickBooksFr
 
   const sharded: ShardedResult[] = [];
   if (SHARDS > 1) {
-    const shardDb = `${template}_shards`;
+    const shardDb = `${template}_shards${TAG.replace(/-/g, '_').toLowerCase()}`;
     await copyDatabase(SERVER, template, shardDb);
+    await applyDbSettings(shardDb);
     for (const job of JOBS) {
       const single = jobs.find((j) => j.job === job)!;
       sharded.push(await runSharded(users, job, shardDb, sendgrid, qbo, single, prints[job]!));
     }
     if (!flags.keep) await dropDatabase(SERVER, shardDb);
   }
-  const result: ScaleResult = { users, scale: { ...meta.scale }, counts: meta.counts, generateMs: meta.generateMs, databaseMb: Math.round(sizeBytes / 2 ** 20), latencyMs: LATENCY, now: NOW.toISOString(), jobs, sharded, finishedAt: new Date().toISOString() };
-  fs.writeFileSync(path.join(RESULTS, `users-${users}.json`), JSON.stringify(result, null, 2) + '\n');
+  const result: ScaleResult = { users, ...(TAG ? { tag: flags.tag, env: EXTRA_ENV, nodeOptions: flags['node-options'], dbSettings: flags['db-setting'] } : {}), scale: { ...meta.scale }, counts: meta.counts, generateMs: meta.generateMs, databaseMb: Math.round(sizeBytes / 2 ** 20), latencyMs: LATENCY, now: NOW.toISOString(), jobs, sharded, finishedAt: new Date().toISOString() };
+  fs.writeFileSync(path.join(RESULTS, `users-${users}${TAG}.json`), JSON.stringify(result, null, 2) + '\n');
   return result;
 }
 
@@ -315,7 +339,7 @@ try {
   for (const users of SCALES) scales.push(await runScale(users, sendgrid, qbo));
   const info = await machine();
   fs.writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify({ machine: info, scales }, null, 2) + '\n');
-  if (!flags['no-report']) {
+  if (!flags['no-report'] && !TAG) {
     const printed = await writeReport(RESULTS, info);
     console.log(printed);
   }

@@ -37,6 +37,22 @@ export interface ChildResult {
   summary: Record<string, unknown> | null;
   stdoutTail: string;
   logFile: string;
+  /** The machine's 1-minute load average at the end (other work on the 2 cores skews every number). */
+  loadAverage: number;
+  /** Share of the machine's CPU time during the run spent outside this process (others' tests, PostgreSQL, the bench's servers), %. */
+  othersCpuPercent: number | null;
+}
+
+/** Busy and total jiffies of all CPUs (/proc/stat). */
+function cpuTimes(): { busy: number; total: number } {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+    const idle = (f[3] ?? 0) + (f[4] ?? 0);
+    const total = f.reduce((a, b) => a + b, 0);
+    return { busy: total - idle, total };
+  } catch {
+    return { busy: 0, total: 0 };
+  }
 }
 
 function readRssKb(pid: number): number {
@@ -68,6 +84,7 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
   }
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...o.env, BENCH_STATS_FILE: statsFile };
   const started = performance.now();
+  const cpuBefore = cpuTimes();
   const child = spawn(process.execPath, [...nodeArgs, CLI, ...o.args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', log] });
   let polledKb = 0;
   const poll = setInterval(() => (polledKb = Math.max(polledKb, readRssKb(child.pid!))), 50);
@@ -88,6 +105,12 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
       const last = stdout.trim().split('\n').pop() ?? '';
       const summary = last ? readJson<Record<string, unknown>>(() => last) : null;
       const hwm = stats?.vmHWMKb ?? 0;
+      const cpuAfter = cpuTimes();
+      const ticks = 100; // USER_HZ
+      const machineBusyMs = ((cpuAfter.busy - cpuBefore.busy) / ticks) * 1000;
+      const machineTotalMs = ((cpuAfter.total - cpuBefore.total) / ticks) * 1000;
+      const othersCpuPercent = stats?.cpuMs !== undefined && machineTotalMs > 0 ? Math.round(((machineBusyMs - stats.cpuMs) / machineTotalMs) * 1000) / 10 : null;
+      const loadAverage = Number(fs.readFileSync('/proc/loadavg', 'utf8').split(' ')[0]);
       resolve({
         exitCode: code,
         signal,
@@ -100,6 +123,8 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
         summary,
         stdoutTail: stdout.slice(-2000),
         logFile: o.logFile,
+        loadAverage,
+        othersCpuPercent,
       });
     });
   });

@@ -91,6 +91,7 @@ export function inactivityFloor(db: Knex, now: Date): Promise<Floor> {
               left join email_log el on el.idempotency_key = 'inactivity:' || i.user_id || ':' || sig.id || ':' || sig.severity
               left join email_preferences p on p.user_id = i.user_id`,
     },
+    { name: 'analyze candidates', sql: `analyze floor_pairs` },
     { name: 'changed signals table', sql: `create temp table floor_changed (user_id text, signal_id text, severity text) on commit drop` },
     {
       name: 'open signals (+ ledger)',
@@ -127,11 +128,13 @@ export function inactivityFloor(db: Knex, now: Date): Promise<Floor> {
     {
       name: 'claim nudges in email_log (PENDING or SUPPRESSED)',
       bindings: b,
-      sql: `with nudges as (
+      sql: `with per_user as (
+              select distinct on (user_id) user_id, email, allowed, last_nudge from floor_pairs order by user_id
+            ), nudges as (
               select distinct on (ch.user_id) ch.user_id, ch.signal_id, ch.severity, p.email,
                      p.allowed and (p.last_nudge is null or p.last_nudge < :now::timestamptz - interval '7 days') as send
                 from floor_changed ch
-                join lateral (select * from floor_pairs fp where fp.user_id = ch.user_id limit 1) p on true
+                join per_user p on p.user_id = ch.user_id
                order by ch.user_id, ch.signal_id desc
             ), ins as (
               insert into email_log (user_id, to_email, email_type, idempotency_key, status, error, created_at)
@@ -199,6 +202,7 @@ export function driftFloor(db: Knex, now: Date, period: { start: Date; end: Date
              where ${ACTIVE('c')}
                and not exists (select 1 from drift_reports r where r.company_id = c.id and r.period_start = :start)`,
     },
+    { name: 'analyze facts', sql: `analyze floor_facts` },
     { name: 'reports table', sql: `create temp table floor_reports (id text, company_id text) on commit drop` },
     {
       name: 'insert drift reports (+ ledger)',

@@ -27,6 +27,8 @@ export interface JobResult {
   peakRssSource: string;
   statements: number | null;
   cpuMs: number | null;
+  loadAverage: number;
+  othersCpuPercent: number | null;
   statementsPerItem: number | null;
   statementsByVerb: Record<string, number>;
   pgStatDatabase: DbStats;
@@ -56,12 +58,17 @@ export interface ShardedResult {
   differences: string[];
   single: Fingerprint;
   sharded: Fingerprint;
-  perShard: Array<{ index: number; exitCode: number | null; wallMs: number; peakRssMb: number; items: number; statements: number | null }>;
+  perShard: Array<{ index: number; exitCode: number | null; wallMs: number; cpuMs: number | null; loadAverage: number; peakRssMb: number; items: number; statements: number | null }>;
   limits?: { maxInFlightPerRealm: number; maxPerMinutePerRealm: number; maxInFlight: number; reportRequests: number };
 }
 
 export interface ScaleResult {
   users: number;
+  /** An experiment's name (--tag): kept out of RESULTS.md. */
+  tag?: string;
+  env?: Record<string, string>;
+  nodeOptions?: string;
+  dbSettings?: string;
   scale: Record<string, number>;
   counts: Record<string, number>;
   generateMs: Record<string, number>;
@@ -85,6 +92,9 @@ export interface SummaryRow {
   itemsPerSecond: number;
   msPerItem: number | null;
   peakRssMb: number;
+  cpuS: number | null;
+  loadAverage: number;
+  othersCpuPercent: number | null;
   statements: number | null;
   statementsPerItem: number | null;
   xactCommit: number;
@@ -111,7 +121,7 @@ function rows(scales: ScaleResult[]): SummaryRow[] {
     const sh = sc.sharded.find((x) => x.job === j.job);
     return {
       users: sc.users, companies: sc.scale.companies ?? 0, job: j.job, exitCode: j.exitCode, items: j.items, itemLabel: j.itemLabel,
-      wallS: s1(j.wallMs)!, itemsPerSecond: j.itemsPerSecond, msPerItem: j.msPerItem, peakRssMb: j.peakRssMb, statements: j.statements,
+      wallS: s1(j.wallMs)!, itemsPerSecond: j.itemsPerSecond, msPerItem: j.msPerItem, peakRssMb: j.peakRssMb, cpuS: s1(j.cpuMs), loadAverage: j.loadAverage, othersCpuPercent: j.othersCpuPercent, statements: j.statements,
       statementsPerItem: j.statementsPerItem, xactCommit: j.pgStatDatabase.xact_commit, tupInserted: j.pgStatDatabase.tup_inserted, tupUpdated: j.pgStatDatabase.tup_updated,
       emailsSent: j.emailsSent, emailsPerSecond: j.emailsPerSecond, floorS: s1(j.floorMs), ratio: j.ratio,
       shardedWallS: sh ? s1(sh.wallMs) : null, speedup: sh?.speedup ?? null, exactlyOnce: sh?.exactlyOnce ?? null,
@@ -125,8 +135,8 @@ function rows(scales: ScaleResult[]): SummaryRow[] {
 const fmt = (v: unknown) => (v === null || v === undefined ? '–' : typeof v === 'number' ? v.toLocaleString('en-US') : String(v));
 
 function table(rs: SummaryRow[]): string {
-  const head = ['users', 'job', 'exit', 'items', 'wall s', 'items/s', 'ms/item', 'peak RSS MB', 'SQL stmts', 'stmts/item', 'emails/s', 'floor s', 'job/floor', '4 shards s', 'speed-up', 'exactly once'];
-  const body = rs.map((r) => [r.users, r.job, r.exitCode, `${fmt(r.items)} ${r.itemLabel}`, r.wallS, r.itemsPerSecond, r.msPerItem, r.peakRssMb, r.statements, r.statementsPerItem, r.emailsPerSecond, r.floorS, r.ratio === null ? null : `${r.ratio}×`, r.shardedWallS, r.speedup === null ? null : `${r.speedup}×`, r.exactlyOnce === null ? null : r.exactlyOnce ? 'yes' : 'NO'].map(fmt));
+  const head = ['users', 'job', 'exit', 'items', 'wall s', 'items/s', 'ms/item', 'peak RSS MB', 'job CPU s', "others' CPU %", 'SQL stmts', 'stmts/item', 'emails/s', 'floor s', 'job/floor', '4 shards s', 'speed-up', 'exactly once'];
+  const body = rs.map((r) => [r.users, r.job, r.exitCode, `${fmt(r.items)} ${r.itemLabel}`, r.wallS, r.itemsPerSecond, r.msPerItem, r.peakRssMb, r.cpuS, r.othersCpuPercent, r.statements, r.statementsPerItem, r.emailsPerSecond, r.floorS, r.ratio === null ? null : `${r.ratio}×`, r.shardedWallS, r.speedup === null ? null : `${r.speedup}×`, r.exactlyOnce === null ? null : r.exactlyOnce ? 'yes' : 'NO'].map(fmt));
   return [`| ${head.join(' | ')} |`, `| ${head.map(() => '---').join(' | ')} |`, ...body.map((b) => `| ${b.join(' | ')} |`)].join('\n');
 }
 
@@ -207,6 +217,9 @@ ${dataRows.join('\n')}
 
 ${table(rs)}
 
+- others' CPU %: the share of the machine's 2 cores used during the run by everything but the job process (PostgreSQL, the bench's
+  loopback servers, and whatever else ran: other people's test suites on a shared machine). High values mean the wall times are pessimistic;
+  the job/floor ratio, with the floor timed in the same conditions just before, is the steadier figure.
 - items: what the job works through (inactive owners = \`usersChecked\`; active companies = \`totalCompanies\`; integrations = \`integrationsChecked\`).
 - peak RSS: the job process's VmHWM at exit. SQL stmts: statements the process sent (every \`pg.Client#query\`, counted by a preload in the child).
 - floor: the same reads and writes as bare set-based SQL in one rolled-back transaction, timed in the same run on the same data
