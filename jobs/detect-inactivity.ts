@@ -22,7 +22,7 @@ import { renderInactivityNudge } from '../lib/email/templates/inactivity-nudge.t
 import { isConnectionError } from '../lib/errors.ts';
 import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
 import { OUTCOME_UNKNOWN } from '../lib/sql/email-log.ts';
-import { inactiveOwnerBatches, INACTIVITY_EVENT, openInactivitySignalBatches, type Candidate, type OwnedCompany } from '../lib/sql/inactivity.ts';
+import { countInactiveOwners, inactiveOwnerBatches, INACTIVITY_EVENT, openInactivitySignalBatches, type Candidate, type OwnedCompany } from '../lib/sql/inactivity.ts';
 import { escalateSignals, openSignals, resolveSignals, type Severity } from '../lib/sql/signals.ts';
 
 /** Inactive from this many whole days: MEDIUM. */
@@ -91,10 +91,12 @@ const job: JobDefinition = {
     }
 
     // 2. Candidates: owners of active companies inactive 21+ days, one user at a time.
+    const candidates = { ...scope, minDaysInactive: INACTIVE_DAYS };
     await ctx.forEach<Candidate>({
       phase: 'users',
       kind: 'user',
-      source: inactiveOwnerBatches(ctx.db, { ...scope, minDaysInactive: INACTIVE_DAYS }),
+      total: await countInactiveOwners(ctx.db, candidates),
+      source: inactiveOwnerBatches(ctx.db, candidates),
       id: (c) => c.userId,
       concurrency: Math.max(1, Math.min(8, ctx.config.databasePoolMax - 2)),
       handle: async (candidate) => {

@@ -74,6 +74,29 @@ export async function ownersPage(db: Knex, after: string, o: PageOptions): Promi
   return rows.map((r) => ({ userId: r.id, email: r.email, name: r.name, lastActiveAt: r.last_active_at, daysInactive: Number(r.days_inactive) }));
 }
 
+/**
+ * How many candidates there are (owners of active companies in this shard, or of
+ * `companyId`, inactive `minDaysInactive` days or more at `now`): one pass, for
+ * the progress line's total and ETA.
+ */
+export async function countInactiveOwners(db: Knex, o: PageOptions & { minDaysInactive: number }): Promise<number> {
+  const { rows } = await db.raw<{ rows: Array<{ n: number }> }>(
+    `select count(*)::int as n
+     from users u
+     ${LATERAL_SESSIONS}
+     where u.deleted_at is null
+       and ${shardSql('u.id', o.shard)}
+       ${o.companyId ? `and u.id in (select m.user_id from company_members m where m.company_id = :companyId and m.role = 'OWNER')` : ''}
+       and exists (
+         select 1 from company_members cm join companies c on c.id = cm.company_id
+         where cm.user_id = u.id and cm.role = 'OWNER' and ${ACTIVE_COMPANY}
+       )
+       and ${DAYS_INACTIVE} >= :minDays`,
+    { now: o.now, minDays: o.minDaysInactive, ...(o.companyId ? { companyId: o.companyId } : {}) },
+  );
+  return Number(rows[0]?.n ?? 0);
+}
+
 /** One owned active company of a candidate, with what the nudge shows and the signal state. */
 export interface OwnedCompany {
   userId: string;
