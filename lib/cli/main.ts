@@ -60,14 +60,15 @@ export async function main(argv: string[], io: MainIo): Promise<number> {
     // Tracing starts before the job's modules load and is flushed (bounded) on every path.
     const tracing = await startTracing(c, { job: name, log });
     try {
-      const def = await JOBS[name]();
-      // In a pod: the CronJob's scheduled time as the clock, the Job annotated with the outcome.
-      const k8s = await kubernetesRunDeps(c, log!);
-      const publishers = [createMetricsPublisher(c), ...k8s.publishers];
-      const scheduled = k8s.scheduledTime ? { scheduledTime: k8s.scheduledTime } : {};
-      const result = await traceCommand(name, c.shard, () =>
-        runJob(def, toRunOptions(raw), { config: c, log: log!, signal: shutdown.signal, publishers, ...scheduled, ...(io.stdout ? { stdout: io.stdout } : {}) }),
-      );
+      // One trace per run, from the Kubernetes look-up to the metrics push.
+      const result = await traceCommand(name, c.shard, async () => {
+        const def = await JOBS[name]();
+        // In a pod: the CronJob's scheduled time as the clock, the Job annotated with the outcome.
+        const k8s = await kubernetesRunDeps(c, log!);
+        const publishers = [createMetricsPublisher(c), ...k8s.publishers];
+        const scheduled = k8s.scheduledTime ? { scheduledTime: k8s.scheduledTime } : {};
+        return runJob(def, toRunOptions(raw), { config: c, log: log!, signal: shutdown.signal, publishers, ...scheduled, ...(io.stdout ? { stdout: io.stdout } : {}) });
+      });
       exitCode = result.exitCode;
     } finally {
       await tracing.shutdown();
