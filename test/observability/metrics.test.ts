@@ -8,6 +8,7 @@ import fs from 'node:fs';
 import http from 'node:http';
 import type net from 'node:net';
 import { loadConfig } from '../../lib/config.ts';
+import { tryLock } from '../../lib/runtime/lock.ts';
 import { runJob } from '../../lib/runtime/run.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';
 import { createMetricsPublisher, summaryCounts } from '../../lib/telemetry/metrics.ts';
@@ -185,6 +186,23 @@ describe('metrics push to a real Pushgateway', function () {
     } finally {
       await db.close();
       fs.rmSync(outbox, { recursive: true, force: true });
+    }
+  });
+
+  it('a run that finds another run holding the lock pushes nothing (the holder will)', async function () {
+    if (!backends().includes('postgres')) this.skip();
+    const db = await createTestDb('postgres');
+    const lock = await tryLock(db.database, 'detect-inactivity', 0);
+    try {
+      expect(lock).to.not.equal(null);
+      const result = await runInProcess(inactivity(), {}, { database: db.database, env: env(), publishers: publishers() });
+      expect(result.exitCode).to.equal(0);
+      expect(result.summary.alreadyRunning).to.equal(true);
+      expect(await ours()).to.deep.equal([]);
+      expect(result.logs.find((l) => l.message === 'metrics:skipped')).to.exist;
+    } finally {
+      await lock?.release();
+      await db.close();
     }
   });
 
