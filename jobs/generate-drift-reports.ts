@@ -20,8 +20,8 @@ const job: JobDefinition = {
   requiredColumns: DRIFT_COLUMNS,
 
   // A --period that is not a finished month is a usage error (exit 2), before any work.
-  async preflight(ctx) {
-    reportingPeriod(ctx.now, ctx.options.period);
+  checkOptions(options, now) {
+    reportingPeriod(now, options.period);
   },
 
   async run(ctx: JobContext) {

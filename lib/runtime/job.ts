@@ -55,6 +55,8 @@ export interface JobDefinition {
   requiredColumns: Record<string, string[]>;
   /** Validates what this job needs of the configuration beyond the common part. */
   checkConfig?(config: Config): void;
+  /** Validates the run's flags against its clock (e.g. --period must be a finished month); throws ConfigError before any work. */
+  checkOptions?(options: RunOptions, now: Date): void;
   /** Optional check before any item is touched (e.g. Intuit credentials); throws ConfigError. */
   preflight?(ctx: JobContext): Promise<void>;
   /** Does the work; returns the job's own summary fields. */

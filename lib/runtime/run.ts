@@ -104,6 +104,7 @@ export async function runJob(def: JobDefinition, options: RunOptions, deps: RunD
 
   try {
     def.checkConfig?.(config);
+    def.checkOptions?.(options, now);
     log.info('run:started', { now: now.toISOString(), dryRun: options.dryRun, shard, companyId: options.companyId, period: options.period, force: options.force });
     if (!database) {
       database = await openDatabase(config, { applicationName: `exitosx-cron:${def.name}` });

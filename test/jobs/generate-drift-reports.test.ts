@@ -250,6 +250,7 @@ describe('generate-drift-reports', function () {
       const { exitCode } = await run({ period: '2026-03' });
       expect(exitCode).to.equal(2);
       expect(await storedReports(knex())).to.have.length(0);
+      expect(await knex()('exitosx_cron.runs').count({ n: '*' })).to.deep.equal([{ n: 0 }]);
     });
 
     it('reports December from a run on the first of January, across the year', async () => {
@@ -327,7 +328,8 @@ describe('generate-drift-reports', function () {
       const bad = await runCli(['generate-drift-reports', '--now', '2026-03-15T08:00:00Z', '--period', '2026-03'], { env });
       expect(bad.code).to.equal(2);
       expect(bad.stderr).to.match(/^exitosx-cron: --period 2026-03 has not ended yet at 2026-03-15T08:00:00.000Z/m);
-      expect(bad.summary).to.include({ success: false });
+      expect(bad.stdout).to.equal(''); // nothing was done: no summary, no run recorded
+      expect(bad.stderr.trim().split('\n')).to.have.length(1);
       const good = await runCli(['generate-drift-reports', '--now', '2026-03-15T08:00:00Z'], { env });
       expect(good.code).to.equal(0);
       expect(good.stdout.trim().split('\n')).to.have.length(1);
