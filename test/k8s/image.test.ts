@@ -9,7 +9,7 @@
  * image's business and are skipped; `ln -s` into the image's PATH is recreated in
  * the stage folder. npm ci runs with --prefer-offline (the machine's npm cache).
  */
-import { execFileSync, spawnSync } from 'node:child_process';
+import { execFileSync, spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,16 +41,33 @@ interface Built {
   skipped: string[];
 }
 
-function build(tmp: string): Built {
+/** Runs `cmd` with sh in `cwd`; rejects with its output when it fails. */
+function sh(cmd: string, cwd: string, env: Record<string, string | undefined>, where: string): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const child = spawn('sh', ['-c', cmd], { cwd, env, stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out = (out + c.toString()).slice(-3000)));
+    child.stderr.on('data', (c: Buffer) => (out = (out + c.toString()).slice(-3000)));
+    child.on('error', reject);
+    child.on('close', (code) => (code === 0 ? resolve() : reject(new Error(`${where}: \`${cmd}\` failed (exit ${code}):\n${out}`))));
+  });
+}
+
+/** Carries out every stage, side by side as BuildKit does; COPY --from waits for its stage. */
+async function build(tmp: string): Promise<Built> {
   const stages = parseDockerfile(DOCKERFILE);
   const built = new Map<string, { root: string; workdir: string; env: Record<string, string> }>();
+  const done = new Map<string, Promise<void>>();
   const skipped: string[] = [];
   const inStage = (root: string, p: string) => path.join(root, p);
   for (const stage of stages) {
     const root = path.join(tmp, stage.name);
     fs.mkdirSync(root, { recursive: true });
-    const state = { root, workdir: '/', env: {} as Record<string, string> };
-    built.set(stage.name, state);
+    built.set(stage.name, { root, workdir: '/', env: {} });
+  }
+  const runStage = async (stage: Stage) => {
+    const state = built.get(stage.name)!;
+    const root = state.root;
     for (const ins of stage.instructions) {
       const where = `Dockerfile:${ins.line} ${ins.keyword} ${ins.args}`;
       if (ins.keyword === 'WORKDIR') {
@@ -67,6 +84,7 @@ function build(tmp: string): Built {
           if (ins.flags.from) {
             const other = built.get(ins.flags.from);
             if (!other) throw new Error(`${where}: no stage ${ins.flags.from}`);
+            await done.get(ins.flags.from);
             from = inStage(other.root, src);
           } else {
             expect(allowedInContext(src.replace(/^\.\//, '')), `${where}: ${src} is excluded by .dockerignore`).to.equal(true);
@@ -94,13 +112,15 @@ function build(tmp: string): Built {
             continue;
           }
           const cmd = raw.startsWith('npm ci') ? `${raw} --prefer-offline` : raw;
+          // The image's HOME (/tmp) would give npm an empty cache: keep the machine's.
           const { HOME: _home, ...env } = state.env;
-          const r = spawnSync('sh', ['-c', cmd], { cwd: inStage(root, state.workdir), env: { ...process.env, ...env }, encoding: 'utf8' });
-          if (r.status !== 0) throw new Error(`${where}: \`${cmd}\` failed (exit ${r.status}):\n${(r.stderr || r.stdout).slice(-3000)}`);
+          await sh(cmd, inStage(root, state.workdir), { ...process.env, ...env }, where);
         }
       }
     }
-  }
+  };
+  for (const stage of stages) done.set(stage.name, runStage(stage));
+  await Promise.all(done.values());
   return { stages: built, runtime: stages.at(-1)!, skipped };
 }
 
@@ -113,9 +133,9 @@ describe('Dockerfile, carried out without Docker', function () {
   let imageEnv: Record<string, string>;
   let run: (args: string[]) => { status: number | null; stdout: string; stderr: string };
 
-  before(function () {
+  before(async function () {
     tmp = fs.mkdtempSync(path.join(os.tmpdir(), 'exitosx-image-'));
-    built = build(tmp);
+    built = await build(tmp);
     const runtime = built.stages.get(built.runtime.name)!;
     app = path.join(runtime.root, runtime.workdir);
     const entrypoint = parseExec(built.runtime.instructions.filter((i) => i.keyword === 'ENTRYPOINT').at(-1)!.args);
