@@ -22,7 +22,7 @@ import { renderInactivityNudge } from '../lib/email/templates/inactivity-nudge.t
 import { isConnectionError } from '../lib/errors.ts';
 import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
 import { OUTCOME_UNKNOWN } from '../lib/sql/email-log.ts';
-import { countInactiveOwners, inactiveOwnerBatches, INACTIVITY_EVENT, openInactivitySignalBatches, type Candidate, type OwnedCompany } from '../lib/sql/inactivity.ts';
+import { countInactiveOwners, inactiveOwnerBatches, INACTIVITY_EVENT, openInactivitySignalBatches, type Candidate, type OwnedCompany, type PageOptions } from '../lib/sql/inactivity.ts';
 import { escalateSignals, openSignals, resolveSignals, type Severity } from '../lib/sql/signals.ts';
 
 /** Inactive from this many whole days: MEDIUM. */
@@ -75,20 +75,8 @@ const job: JobDefinition = {
     counts.emailsOutcomeUnknown = await emails.recoverStale();
     const scope = { now: ctx.now, shard: ctx.shard, companyId: ctx.options.companyId };
 
-    // 1. Users who came back: set-based, one transaction per page of open signals.
-    for await (const page of openInactivitySignalBatches(ctx.db, scope)) {
-      if (ctx.signal.aborted) break;
-      const returned = page.filter((s) => s.daysInactive < INACTIVE_DAYS).map((s) => s.id);
-      if (!returned.length) continue;
-      try {
-        const resolved = await ctx.db.transaction((trx) => resolveSignals(trx, returned, 'USER_RETURNED', ctx.now));
-        counts.signalsResolved += resolved.length;
-      } catch (err) {
-        if (isConnectionError(err)) throw err;
-        ctx.tally.fail('signals', returned[0]!, err);
-        ctx.log.error('item:failed', { kind: 'signals', id: returned[0], count: returned.length, error: err });
-      }
-    }
+    // 1. Users who came back: their open signals resolved, set-based.
+    counts.signalsResolved = await resolveReturnedUsers(ctx, scope);
 
     // 2. Candidates: owners of active companies inactive 21+ days, one user at a time.
     const candidates = { ...scope, minDaysInactive: INACTIVE_DAYS };
@@ -111,6 +99,29 @@ const job: JobDefinition = {
 };
 
 export default job;
+
+/**
+ * Resolves ('USER_RETURNED', with SIGNAL_RESOLVED entries) the open signals of
+ * users now inactive fewer than 21 days: a page of open signals at a time, each
+ * page's resolutions in one transaction. Returns how many it resolved.
+ */
+async function resolveReturnedUsers(ctx: JobContext, scope: PageOptions): Promise<number> {
+  let resolved = 0;
+  for await (const page of openInactivitySignalBatches(ctx.db, scope)) {
+    if (ctx.signal.aborted) break;
+    const returned = page.filter((s) => s.daysInactive < INACTIVE_DAYS).map((s) => s.id);
+    if (!returned.length) continue;
+    try {
+      resolved += (await ctx.db.transaction((trx) => resolveSignals(trx, returned, 'USER_RETURNED', ctx.now))).length;
+    } catch (err) {
+      // One page that fails does not stop the others (a lost connection does: exit 3).
+      if (isConnectionError(err)) throw err;
+      ctx.tally.fail('signals', returned[0]!, err);
+      ctx.log.error('item:failed', { kind: 'signals', id: returned[0], count: returned.length, error: err });
+    }
+  }
+  return resolved;
+}
 
 /** A signal opened or escalated for a user in this run. */
 interface Changed {
