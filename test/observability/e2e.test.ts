@@ -3,7 +3,8 @@
  * binaries on free loopback ports, 1 s scrape and evaluation) loading the suite's
  * alert rules and scraping the Pushgateway with honor_labels: true. Jobs run through
  * the real runtime and publisher; their failures are real (a table missing from the
- * database; a push the Pushgateway rejects). Prometheus is asked, as an SRE's
+ * database; the real detect-inactivity command with SendGrid unreachable; a push
+ * the Pushgateway rejects). Prometheus is asked, as an SRE's
  * Grafana would, until the alerts go pending and clear, and every dashboard query
  * returns data.
  */
@@ -12,12 +13,13 @@ import { loadConfig } from '../../lib/config.ts';
 import type { JobDefinition } from '../../lib/runtime/job.ts';
 import { createMetricsPublisher } from '../../lib/telemetry/metrics.ts';
 import { backends, createTestDb, type TestDb } from '../support/db.ts';
-import { aCompany } from '../support/factories.ts';
-import { runInProcess } from '../support/run.ts';
+import { aCompany, anOwnedCompany } from '../support/factories.ts';
+import { NOW, runCli, runInProcess } from '../support/run.ts';
 import {
   ALERTS_FILE,
   dashboardQueries,
   eventually,
+  freePort,
   probeJob,
   promQuery,
   requireBinary,
@@ -103,6 +105,31 @@ describe('observability end to end (real Pushgateway and Prometheus with the ale
     await eventually('ExitosxCronRunFailed to clear', async () => ((await alerts('ExitosxCronRunFailed', 'detect-inactivity')).length === 0 ? true : undefined));
     const lastSuccess = await promQuery(prometheus!.url, 'exitosx_cron_last_success_timestamp_seconds{cron_job="detect-inactivity"}');
     expect(lastSuccess).to.have.length(1);
+  });
+
+  it('the real detect-inactivity job with SendGrid unreachable: its failed emails raise ExitosxCronEmailsFailing through the CLI', async function () {
+    if (db!.kind !== 'postgres') this.skip();
+    await anOwnedCompany(db!.knex, { daysInactive: 30 });
+    await anOwnedCompany(db!.knex, { daysInactive: 60 });
+    const result = await runCli(['detect-inactivity', '--now', NOW.toISOString()], {
+      env: {
+        DATABASE_URL: db!.url,
+        PUSHGATEWAY_URL: gateway!.url,
+        SENDGRID_API_KEY: 'SG.e2e-test-key-0123456789.abcdefghijklmnopqrstuvwxyz',
+        SENDGRID_API_URL: `http://127.0.0.1:${await freePort()}`,
+        EMAIL_MAX_RETRIES: '1',
+        EMAIL_TIMEOUT_MS: '1000',
+      },
+    });
+    expect(result.summary?.emailsFailed, result.stderr.slice(-2000)).to.equal(2);
+    expect(result.summary?.signalsCreated).to.equal(2);
+    const alert = await eventually('ExitosxCronEmailsFailing firing for detect-inactivity', async () => {
+      const a = await activeAlert('ExitosxCronEmailsFailing', 'detect-inactivity');
+      return a?.state === 'firing' ? a : undefined;
+    });
+    expect(Number(alert.value)).to.equal(2);
+    await db!.truncate();
+    for (let i = 0; i < 3; i++) await aCompany(db!.knex);
   });
 
   it('a push the Pushgateway rejects raises ExitosxCronPushFailing without changing the run outcome, and clears once pushes work', async () => {
