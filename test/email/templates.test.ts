@@ -32,6 +32,7 @@ describe('email templates', () => {
         expect(body).to.contain('Get Back on Track').and.contain('Unsubscribe');
       }
       expect(text).to.contain(`Get Back on Track: ${APP}\n`);
+      expect(text).to.contain('Hi Ava,');
       expect(text).to.contain(`Unsubscribe: ${unsubscribeUrl(APP, 'INACTIVITY_NUDGE')}`);
       expect(text).not.to.match(/<[a-z]/i);
     });

@@ -80,7 +80,8 @@ function companyText(c: NudgeCompany): string {
 /** Renders the nudge for one user (all their owned active companies). */
 export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): RenderedEmail {
   const subject = `We haven't seen you in ${weeks(data.daysInactive)}`;
-  const greeting = data.userName ? `Hi ${data.userName},` : 'Hi,';
+  const firstName = data.userName?.trim().split(/\s+/)[0];
+  const greeting = firstName ? `Hi ${firstName},` : 'Hi,';
   const intro =
     data.companies.length === 1
       ? `It has been ${data.daysInactive} days since you last worked on ${data.companies[0]!.name} in Exit OSx. Buyers reward owners who keep their readiness moving; here is where you left off.`
