@@ -41,14 +41,27 @@ export function redact(text: string): string {
 /** Deep-redacts strings inside a JSON-like value (objects, arrays), returning a copy. */
 export function redactValue<T>(value: T, depth = 0): T {
   if (typeof value === 'string') return redact(value) as T;
-  if (depth > 8 || value === null || typeof value !== 'object') return value;
+  if (value === null || typeof value !== 'object') return value;
+  // Too deep to walk (or cyclic): keep it as redacted text, never as an unredacted subtree.
+  if (depth > 8) return redact(stringify(value)) as T;
   if (value instanceof Date) return value;
   if (Array.isArray(value)) return value.map((v) => redactValue(v, depth + 1)) as T;
   const out: Record<string, unknown> = {};
   for (const [k, v] of Object.entries(value as Record<string, unknown>)) {
-    out[k] = /^(access_?token|refresh_?token|password|secret|client_?secret|api_?key|authorization)$/i.test(k) ? MASK : redactValue(v, depth + 1);
+    out[k] = SECRET_KEY.test(k) ? MASK : redactValue(v, depth + 1);
   }
   return out as T;
+}
+
+/** Keys whose value is a secret, whatever it looks like: the same names the text pattern above masks (any *token, *secret, ...), e.g. Intuit's `id_token`. */
+const SECRET_KEY = /(token|secret|password|passwd|api[_-]?key|authorization)$/i;
+
+function stringify(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? '';
+  } catch {
+    return '[unserialisable]';
+  }
 }
 
 /** Serialises an error fully (name, message, code, status, cause chain), redacted. */
