@@ -70,7 +70,9 @@ describe('redaction (properties)', function () {
   it('masks secret-looking fragments never registered: URL passwords, bearer tokens, key=value, enc:v1 tokens', () => {
     const word = fc.string({ unit: fc.constantFrom(...'abcdefghijklmnopqrstuvwxyz0123456789'), minLength: 8, maxLength: 20 });
     fc.assert(
-      fc.property(word, word, filler, (user, pass, around) => {
+      // The password is marked (upper-case P), so that it is never a piece of the user name or the filler.
+      fc.property(word, word.map((w) => `P${w}`), filler, (user, pass, around) => {
+        fc.pre(!around.includes(pass));
         clearSecrets();
         for (const text of [
           `${around} postgres://${user}:${pass}@db.internal:5432/x ${around}`,
