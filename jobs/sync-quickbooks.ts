@@ -30,7 +30,7 @@ const job: JobDefinition = {
   async run(ctx) {
     const filter = { shard: ctx.shard, companyId: ctx.options.companyId };
     const deps = { ...createQuickBooksServices(ctx.config, ctx.log, ctx.signal), db: ctx.db, now: ctx.now, dryRun: ctx.dryRun, force: ctx.options.force === true, log: ctx.log };
-    const totals = { integrationsChecked: 0, synced: 0, skipped: 0, failed: 0, periodsCreated: 0, periodsUpdated: 0, periodsConflicted: 0 };
+    const totals = { integrationsChecked: 0, synced: 0, skipped: 0, failed: 0, needsReauth: 0, periodsCreated: 0, periodsUpdated: 0, periodsConflicted: 0 };
     const results: SyncResult[] = [];
     let credentialsRejected: QuickBooksClientError | undefined;
 
@@ -51,6 +51,7 @@ const job: JobDefinition = {
           throw err;
         });
         totals[result.status]++;
+        if (result.needsReauth) totals.needsReauth++; // published as exitosx_cron_needs_reauth (alert: reconnects needed)
         totals.periodsCreated += result.periodsCreated;
         totals.periodsUpdated += result.periodsUpdated;
         totals.periodsConflicted += result.periodsConflicted;

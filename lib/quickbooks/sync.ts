@@ -41,6 +41,8 @@ export interface SyncResult {
   periodsUpdated: number;
   periodsConflicted: number;
   error?: string;
+  /** The failure revoked the connection (invalid_grant): the integration now needs reauth. */
+  needsReauth?: boolean;
   /** Dry run: what would be fetched. */
   wouldFetch?: { startDate: string; endDate: string; reports: string[] };
 }
@@ -77,7 +79,7 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
     months = await fetchMonths(deps, c, window);
   } catch (err) {
     if (err instanceof QuickBooksClientError || !isSyncFailure(err)) throw err;
-    return recordFailure(deps, c, err as Error, log).then((error) => ({ ...base, status: 'failed' as const, error }));
+    return recordFailure(deps, c, err as Error, log).then((error) => ({ ...base, status: 'failed' as const, error, ...(err instanceof QuickBooksReauthError ? { needsReauth: true } : {}) }));
   }
 
   const counts = await deps.db.transaction(async (trx) => {

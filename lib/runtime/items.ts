@@ -79,9 +79,15 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
     const started = performance.now();
     try {
       const outcome = await withSpan(`${options.kind}`, { 'exitosx.item.kind': options.kind, 'exitosx.item.id': id }, async (span) => {
-        const result = await options.handle(item);
-        span.setAttribute('exitosx.item.outcome', result);
-        return result;
+        try {
+          const result = await options.handle(item);
+          span.setAttribute('exitosx.item.outcome', result);
+          return result;
+        } catch (err) {
+          // Logged inside the item's span, so the line carries the item's span_id.
+          if (!isConnectionError(err)) log.error('item:failed', { kind: options.kind, id, error: err });
+          throw err;
+        }
       });
       tally.count(outcome);
     } catch (err) {
@@ -90,7 +96,6 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
         return;
       }
       tally.fail(options.kind, id, err);
-      log.error('item:failed', { kind: options.kind, id, error: err });
     } finally {
       tally.durations.push((performance.now() - started) / 1000);
       progress.tick();
