@@ -34,6 +34,15 @@ const UNKNOWN_KEY = crypto.randomBytes(32);
 /** A password with a character that must be percent-encoded in the URL: both forms are secrets. */
 const DB_PASSWORD = `pgPass/word-${tag}`;
 const ROLE = `exitosx_secret_test_${process.pid}`;
+/** Basic-auth credentials in the Pushgateway and collector URLs (a Pushgateway behind a proxy): secrets too. */
+const PUSH_PASSWORD = `pushPassword${tag}`;
+const OTLP_PASSWORD = `otlpPassword${tag}`;
+const withCredentials = (url: string, user: string, password: string) => {
+  const u = new URL(url);
+  u.username = user;
+  u.password = password;
+  return u.toString().replace(/\/$/, '');
+};
 
 describe('secrets never leave the process', function () {
   this.timeout(180_000);
@@ -59,6 +68,8 @@ describe('secrets never leave the process', function () {
       ['TOKEN_ENCRYPTION_KEY', [KEY.toString('base64'), KEY.toString('base64url'), KEY.toString('hex')]],
       ['TOKEN_ENCRYPTION_KEY_PREVIOUS', [PREVIOUS_KEY.toString('base64'), PREVIOUS_KEY.toString('base64url'), PREVIOUS_KEY.toString('hex')]],
       ['database password', [DB_PASSWORD, encodeURIComponent(DB_PASSWORD)]],
+      ['Pushgateway password', [PUSH_PASSWORD, Buffer.from(`pusher:${PUSH_PASSWORD}`).toString('base64')]],
+      ['OTLP collector password', [OTLP_PASSWORD, Buffer.from(`tracer:${OTLP_PASSWORD}`).toString('base64')]],
       ['encrypted token (enc:v1)', storedTokens],
       ['tokens Intuit issued during the runs', [...qbo.issuedRefreshTokens, 'loopback_id_token']],
     ]);
@@ -131,8 +142,8 @@ describe('secrets never leave the process', function () {
       QUICKBOOKS_TIMEOUT_MS: '5000',
       TOKEN_ENCRYPTION_KEY: KEY.toString('base64'),
       TOKEN_ENCRYPTION_KEY_PREVIOUS: PREVIOUS_KEY.toString('base64url'),
-      OTEL_EXPORTER_OTLP_ENDPOINT: collector.endpoint,
-      ...(pushgateway ? { PUSHGATEWAY_URL: pushgateway.url } : {}),
+      OTEL_EXPORTER_OTLP_ENDPOINT: withCredentials(collector.endpoint, 'tracer', OTLP_PASSWORD),
+      ...(pushgateway ? { PUSHGATEWAY_URL: withCredentials(pushgateway.url, 'pusher', PUSH_PASSWORD) } : {}),
       LOG_LEVEL: 'debug',
     };
     const now = ['--now', NOW.toISOString()];
