@@ -42,7 +42,7 @@ export function renderPlainManifests(): Map<string, string> {
   const files = new Map<string, string>();
   const main = docs.filter((d) => kindOf(d) !== 'Job' && kindOf(d) !== 'PrometheusRule');
   files.set('exitosx-cron.yaml', header('The CronJobs, their ConfigMap, ServiceAccount, RBAC, NetworkPolicy and dashboard.') + join(main));
-  files.set('migrate-job.yaml', header('`exitosx-cron migrate`: apply before exitosx-cron.yaml on a new database and after each upgrade.') + join(docs.filter((d) => kindOf(d) === 'Job')));
+  files.set('migrate-job.yaml', header('`exitosx-cron migrate`: apply after exitosx-cron.yaml (it reads its ConfigMap), on a new database and after each upgrade.') + join(docs.filter((d) => kindOf(d) === 'Job')));
   const rules = docs.filter((d) => kindOf(d) === 'PrometheusRule');
   if (rules.length) files.set('prometheusrule.yaml', header('The alerts, for clusters running the Prometheus Operator.') + join(rules));
   return files;
