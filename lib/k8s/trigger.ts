@@ -195,13 +195,22 @@ async function follow(kc: KubeConfig, namespace: string, jobName: string, pollMs
     });
   };
 
+  let transientFailures = 0;
   for (;;) {
     let job: V1Job;
     let podList: V1Pod[];
     try {
       job = await batch.readNamespacedJob({ name: jobName, namespace });
       podList = (await core.listNamespacedPod({ namespace, labelSelector: `${JOB_NAME_LABEL}=${jobName}` })).items;
+      transientFailures = 0;
     } catch (err) {
+      // A blip (timeout, 5xx) while following is not the run's failure: retry a few times.
+      const status = toKubernetesError(err, '').status;
+      if ((status === undefined || status >= 500) && ++transientFailures <= 5) {
+        deps.log.warn('trigger:poll-failed', { jobName, error: toKubernetesError(err, `follow job ${jobName}`).message });
+        await sleep(pollMs);
+        continue;
+      }
       throw triggerFailure(err, `follow job ${jobName}`, rbacHint);
     }
     prefixLines = (job.spec?.completions ?? 1) > 1;
@@ -218,7 +227,7 @@ async function follow(kc: KubeConfig, namespace: string, jobName: string, pollMs
         if (!pending.length || Date.now() >= deadline) break;
         await Promise.race([Promise.all(pending.map((p) => p.done)), sleep(Math.min(pollMs, Math.max(0, deadline - Date.now())))]);
       }
-      return outcome(job, finished, podList, pods, deps);
+      return outcome(job, finished, podList, pods, deps, (pod) => core.readNamespacedPodLog({ name: pod, namespace, container: CONTAINER }));
     }
     await sleep(pollMs);
   }
@@ -236,7 +245,14 @@ export function isSummaryLine(line: string): boolean {
   }
 }
 
-function outcome(job: V1Job, finished: { type: string; reason?: string; message?: string }, podList: V1Pod[], followed: Map<string, Followed>, deps: TriggerDeps): number {
+async function outcome(
+  job: V1Job,
+  finished: { type: string; reason?: string; message?: string },
+  podList: V1Pod[],
+  followed: Map<string, Followed>,
+  deps: TriggerDeps,
+  readLog: (pod: string) => Promise<string>,
+): Promise<number> {
   // The final attempt of each completion index (one index unless Indexed).
   const finalPods = new Map<string, V1Pod>();
   const created = (p: V1Pod) => new Date(p.metadata?.creationTimestamp ?? 0).getTime();
@@ -246,7 +262,15 @@ function outcome(job: V1Job, finished: { type: string; reason?: string; message?
   for (const index of indexes) {
     const pod = finalPods.get(index)!;
     const lines = followed.get(pod.metadata!.name!)?.lines ?? [];
-    const summary = [...lines].reverse().find(isSummaryLine);
+    let summary = [...lines].reverse().find(isSummaryLine);
+    if (!summary) {
+      // The follow stream can end early (a proxy timeout, a dropped connection): read the whole log once.
+      const full = await readLog(pod.metadata!.name!).catch((err) => {
+        deps.log.warn('trigger:log-failed', { pod: pod.metadata!.name, error: toKubernetesError(err, `log of pod ${pod.metadata!.name}`).message });
+        return '';
+      });
+      summary = full.split('\n').reverse().find(isSummaryLine);
+    }
     if (summary) deps.stdout(summary.trim());
     const state = pod.status?.containerStatuses?.find((c) => c.name === CONTAINER) ?? pod.status?.containerStatuses?.[0];
     const code = state?.state?.terminated?.exitCode;

@@ -104,6 +104,19 @@ describe('exitosx-cron trigger (loopback Kubernetes API)', function () {
     expect(r.stderr.match(/item:failed/g)).to.have.length(backoffLimit + 1);
   });
 
+  it('--wait rides out API blips and a log stream cut short: the summary is read from the whole log', async () => {
+    api.kubelet = () => ({ lines: ['{"level":"info","message":"run:started"}', '{"level":"info","message":"progress"}', summaryLine('detect-inactivity', true)], exitCode: 0, delayMs: 30 });
+    api.cutFollowAfter = 1;
+    api.blips.set('get jobs', 2).set('list pods', 1);
+    const cron = api.cronJobs.get(`${NS}/exitosx-cron-detect-inactivity`)!;
+    for (const k of ['completionMode', 'completions', 'parallelism']) delete cron.spec.jobTemplate.spec[k];
+    const r = await trigger(['detect-inactivity', '--wait', '--poll-ms', '100']);
+    expect(r.code, r.stderr).to.equal(0);
+    expect(r.summary).to.include({ success: true, job: 'detect-inactivity' });
+    expect(r.stderr).to.include('trigger:poll-failed');
+    expect(api.requests.some((q) => /\/log\?/.test(q) && !q.includes('follow=true'))).to.equal(true);
+  });
+
   it('--wait on a usage error: the podFailurePolicy fails the Job at once and trigger exits 2', async () => {
     let pods = 0;
     api.kubelet = () => {

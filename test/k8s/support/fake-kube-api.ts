@@ -67,6 +67,10 @@ export class FakeKubeApi {
   readonly requests: string[] = [];
   /** "verb resource" pairs answered 403, e.g. "create jobs". */
   readonly forbidden = new Set<string>();
+  /** "verb resource" → how many of the next such requests fail with 500 (an API server blip). */
+  readonly blips = new Map<string, number>();
+  /** When set, a followed log stream is cut after this many lines (like a proxy closing it). */
+  cutFollowAfter: number | undefined;
   kubelet: Kubelet | undefined;
   private server: http.Server | undefined;
   private children = new Set<ReturnType<typeof spawn>>();
@@ -169,6 +173,11 @@ export class FakeKubeApi {
         }),
       );
     }
+    const blips = this.blips.get(`${verb} ${resourceName}`) ?? 0;
+    if (blips > 0) {
+      this.blips.set(`${verb} ${resourceName}`, blips - 1);
+      return send(500, status(500, 'InternalError', 'Internal error occurred: etcdserver: request timed out'));
+    }
     const body = req.method === 'POST' || req.method === 'PATCH' ? await readJson(req) : undefined;
     const key = `${ns}/${name}`;
     const notFound = () => send(404, status(404, 'NotFound', `${resource}${group ? '.' + group : ''} "${name}" not found`, { name, group, kind: resource }));
@@ -229,9 +238,11 @@ export class FakeKubeApi {
     if (state.pod.status.phase === 'Pending') return send(400, status(400, 'BadRequest', `container "${container}" in pod "${name}" is waiting to start: ContainerCreating`));
     res.writeHead(200, { 'content-type': 'text/plain', 'transfer-encoding': 'chunked' });
     let sent = 0;
+    const follow = url.searchParams.get('follow') === 'true';
+    const cut = follow ? this.cutFollowAfter : undefined;
     const flush = () => {
-      while (sent < state.lines.length) res.write(state.lines[sent++] + '\n');
-      if (state.terminated || url.searchParams.get('follow') !== 'true') {
+      while (sent < state.lines.length && (cut === undefined || sent < cut)) res.write(state.lines[sent++] + '\n');
+      if (state.terminated || !follow || (cut !== undefined && sent >= cut)) {
         state.listeners.delete(flush);
         res.end();
       }
