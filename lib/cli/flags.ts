@@ -40,7 +40,7 @@ export function parseCompany(text: string): string {
 
 /** Parses --limit: a whole number from 1 to 1000. */
 export function parseLimit(text: string): number {
-  const n = Number(text);
+  const n = /^\d{1,10}$/.test(text) ? Number(text) : Number.NaN; // digits only: Number() also takes " 5", "0x10", "1e2"
   if (!Number.isInteger(n) || n < 1 || n > 1000) throw new ConfigError(`--limit must be a whole number from 1 to 1000 (got ${JSON.stringify(text)})`);
   return n;
 }

@@ -7,7 +7,7 @@
  */
 import { expect } from 'chai';
 import fc from 'fast-check';
-import { parseNow, parsePeriod } from '../../lib/cli/flags.ts';
+import { parseLimit, parseNow, parsePeriod } from '../../lib/cli/flags.ts';
 import { loadConfig, type Config } from '../../lib/config.ts';
 import { ConfigError } from '../../lib/errors.ts';
 
@@ -270,6 +270,26 @@ describe('configuration and flags (properties)', function () {
         fc.property(fc.string({ unit: 'binary', maxLength: 40 }), (t) => {
           const r = parse(t);
           if (r) expect(Number.isNaN(r.getTime())).to.equal(false);
+        }),
+        { numRuns: RUNS },
+      );
+    });
+  });
+
+  describe('--limit', () => {
+    it('accepts exactly the whole numbers 1 to 1000 written in digits', () => {
+      const candidate = fc.oneof(fc.integer({ min: -5, max: 1100 }).map(String), fc.constantFrom(' 5', '5 ', '0x10', '1e2', '1.0', '+5', '', '0010', '1000', '01000'), fc.string({ maxLength: 6 }));
+      fc.assert(
+        fc.property(candidate, (t) => {
+          const valid = /^\d+$/.test(t) && Number(t) >= 1 && Number(t) <= 1000;
+          let result: number | null = null;
+          try {
+            result = parseLimit(t);
+          } catch (err) {
+            expect(err).to.be.instanceOf(ConfigError);
+            expect((err as Error).message).to.match(/^--limit must be a whole number from 1 to 1000/);
+          }
+          expect(result, JSON.stringify(t)).to.equal(valid ? Number(t) : null);
         }),
         { numRuns: RUNS },
       );
