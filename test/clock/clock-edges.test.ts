@@ -8,12 +8,15 @@
  * must be the ones JOBS.md asks for at those instants (whole days, UTC months).
  */
 import { execFileSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import pg from 'pg';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { encryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { createTestDb, type TestDb } from '../support/db.ts';
 import { aCompany, aFinancialPeriod, aMember, anAssessment, aSession, aTask, aUser } from '../support/factories.ts';
 import { runCli } from '../support/run.ts';
@@ -66,8 +69,28 @@ async function seed(db: Knex): Promise<void> {
   }
 }
 
+const KEY = crypto.randomBytes(32);
+const QBO = { clientId: 'clock-test-client', clientSecret: 'clock-test-client-secret' };
+/** One realm for every lane (the loopback's figures depend on the realm), each lane with its own tokens. */
+const REALM = '9130555000111';
+
+/** A QuickBooks connection (no company assessment: it takes no part in the other jobs until synced). */
+async function seedIntegration(db: Knex, qbo: LoopbackQuickBooks, lane: string): Promise<void> {
+  const accessToken = `clock-access-${lane}`;
+  const refreshToken = `clock-refresh-${lane}`;
+  qbo.addTokens(REALM, { accessToken, refreshToken });
+  await aCompany(db, { id: 'c_qbo', name: 'Ledger Co', created_at: at('2025-01-01T00:00:00Z') });
+  await db('quickbooks_integrations').insert({
+    id: 'qbo_clock', company_id: 'c_qbo', realm_id: REALM,
+    access_token: encryptToken(accessToken, KEY), refresh_token: encryptToken(refreshToken, KEY),
+    // Far from every step's clock: no refresh, whatever --now says.
+    access_token_expires_at: at('2030-01-01T00:00:00Z'), refresh_token_expires_at: at('2030-01-01T00:00:00Z'),
+    created_at: at('2025-01-01T00:00:00Z'),
+  });
+}
+
 interface Step {
-  job: 'detect-inactivity' | 'generate-drift-reports';
+  job: 'detect-inactivity' | 'generate-drift-reports' | 'sync-quickbooks';
   now: string;
   /** Changes the data before this step (in every lane). */
   before?: (db: Knex) => Promise<void>;
@@ -84,6 +107,8 @@ const STEPS: Step[] = [
   // u_day_edge comes back before the autumn change: resolved then.
   { job: 'detect-inactivity', now: '2026-11-01T06:00:00Z', before: (db) => aSession(db, 'u_day_edge', at('2026-10-30T12:00:00Z')) },
   { job: 'generate-drift-reports', now: '2026-11-01T06:00:00Z' },
+  // 00:30 UTC on the first of March is still February in New York: the window must end with March.
+  { job: 'sync-quickbooks', now: '2026-03-01T00:30:00Z' },
 ];
 
 interface StepResult {
@@ -102,6 +127,7 @@ async function snapshot(db: Knex): Promise<Record<string, unknown[]>> {
     value_ledger_entries: 'company_id, entry_type, summary',
     drift_reports: 'company_id, period_start',
     email_log: 'idempotency_key',
+    financial_periods: 'company_id, period_start',
   };
   const out: Record<string, unknown[]> = {};
   const wallClock = Date.now();
@@ -131,7 +157,7 @@ const comparableSummary = (s: Record<string, unknown> | undefined) => {
   return JSON.parse(JSON.stringify(rest).replace(UUID, '<uuid>')) as Record<string, unknown>;
 };
 
-async function lane(timeZone: string, databaseTimeZone: string | undefined): Promise<StepResult[]> {
+async function lane(name: string, qbo: LoopbackQuickBooks, timeZone: string, databaseTimeZone: string | undefined): Promise<StepResult[]> {
   const t: TestDb = await createTestDb('postgres');
   const outbox = fs.mkdtempSync(path.join(os.tmpdir(), 'exitosx-clock-'));
   try {
@@ -145,10 +171,16 @@ async function lane(timeZone: string, databaseTimeZone: string | undefined): Pro
       expect(rows[0]!.TimeZone).to.equal(databaseTimeZone);
     }
     await seed(t.knex);
+    await seedIntegration(t.knex, qbo, name);
+    const env = {
+      DATABASE_URL: t.url, TZ: timeZone, EMAIL_OUTBOX_DIR: outbox, EMBEDDED_DB_DIR: path.join(outbox, 'db'),
+      QUICKBOOKS_CLIENT_ID: QBO.clientId, QUICKBOOKS_CLIENT_SECRET: QBO.clientSecret, QUICKBOOKS_API_URL: qbo.apiUrl, QUICKBOOKS_TOKEN_URL: qbo.tokenUrl,
+      TOKEN_ENCRYPTION_KEY: KEY.toString('base64'),
+    };
     const results: StepResult[] = [];
     for (const step of STEPS) {
       await step.before?.(t.knex);
-      const r = await runCli([step.job, '--now', step.now], { env: { DATABASE_URL: t.url, TZ: timeZone, EMAIL_OUTBOX_DIR: outbox, EMBEDDED_DB_DIR: path.join(outbox, 'db') } });
+      const r = await runCli([step.job, '--now', step.now], { env });
       results.push({ code: r.code, summary: comparableSummary(r.summary), rows: await snapshot(t.knex), stderr: r.stderr });
     }
     return results;
@@ -162,12 +194,15 @@ describe('clock edges: midnight, month and year ends, daylight saving, any proce
   this.timeout(180_000);
   let utc: StepResult[];
   let newYork: StepResult[];
+  let qbo: LoopbackQuickBooks;
+  after(() => qbo?.close());
 
   before(async () => {
     // The zone is real for Node here: New York is UTC-5 in January and UTC-4 in July.
     const offsets = execFileSync(process.execPath, ['-e', 'console.log(new Date("2026-01-15").getTimezoneOffset(), new Date("2026-07-15").getTimezoneOffset())'], { env: { TZ: 'America/New_York' } });
     expect(offsets.toString().trim()).to.equal('300 240');
-    [utc, newYork] = await Promise.all([lane('UTC', undefined), lane('America/New_York', 'America/New_York')]);
+    qbo = await startLoopbackQuickBooks(QBO);
+    [utc, newYork] = await Promise.all([lane('utc', qbo, 'UTC', undefined), lane('ny', qbo, 'America/New_York', 'America/New_York')]);
   });
 
   it('runs every step successfully in both', () => {
@@ -229,5 +264,13 @@ describe('clock edges: midnight, month and year ends, daylight saving, any proce
     expect(by['2025-12-01']!.report.tasks.completed).to.equal(1);
     expect(by['2026-02-01']!.report.tasks.completed).to.equal(1);
     expect(by['2026-10-01']!.report.tasks.completed).to.equal(1);
+  });
+
+  it('syncs QuickBooks at 00:30 UTC on the first of a month through the end of that month, 24 months back', () => {
+    const i = STEPS.findIndex((s) => s.job === 'sync-quickbooks');
+    expect(utc[i]!.summary).to.include({ synced: 1, failed: 0, periodsCreated: 25 });
+    const months = (utc[i]!.rows.financial_periods as Array<{ company_id: string; period_start: string }>).filter((r) => r.company_id === 'c_qbo').map((r) => r.period_start);
+    expect(months[0]).to.equal('2024-03-01');
+    expect(months.at(-1)).to.equal('2026-03-01');
   });
 });
