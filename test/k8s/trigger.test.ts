@@ -1,17 +1,29 @@
 /**
  * `exitosx-cron trigger` against a loopback Kubernetes API serving the chart's real
- * CronJobs: the Job it creates, --wait on runs that succeed and fail (the pods run
+ * CronJobs: the Job it creates (compared with the real kubectl's), --wait on runs that succeed and fail (the pods run
  * the real CLI, or a scripted log), and its one-line errors.
  */
+import { execFile } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
+import { promisify } from 'node:util';
 import { expect } from 'chai';
+import { toolPath } from '../../scripts/k8s-tools.ts';
 import { runCli } from '../support/run.ts';
 import { FakeKubeApi, type PodScript } from './support/fake-kube-api.ts';
 import { ofKind, render, type K8sObject } from './support/manifests.ts';
 
 const NS = 'exitosx';
+
+/** Drops null fields (kubectl prints `creationTimestamp: null` and empty status). */
+function withoutNulls(o: K8sObject): K8sObject {
+  for (const [k, v] of Object.entries(o)) {
+    if (v === null) delete o[k];
+    else if (typeof v === 'object') withoutNulls(v as K8sObject);
+  }
+  return o;
+}
 
 function summaryLine(job: string, success: boolean, extra: Record<string, unknown> = {}): string {
   return JSON.stringify({ success, job, runId: `run-${Math.random().toString(16).slice(2, 8)}`, dryRun: false, errors: success ? 0 : 2, errorDetails: [], durationMs: 12, ...extra });
@@ -64,6 +76,17 @@ describe('exitosx-cron trigger (loopback Kubernetes API)', function () {
     expected.template.spec.containers[0].args = ['sync-quickbooks', '--company', 'c-42', '--force'];
     expect(job!.spec).to.deep.equal(expected);
     expect(r.stderr).to.include(`job.batch/${job!.metadata.name} created in namespace ${NS}`);
+  });
+
+  it('makes the same Job as the real kubectl create job --from=cronjob/… (apart from its name)', async () => {
+    api.anonymous = true; // kubectl sends no token over plain http
+    const kubectl = await promisify(execFile)(toolPath('kubectl'), ['--kubeconfig', kubeconfig, '-n', NS, 'create', 'job', 'by-kubectl', '--from=cronjob/exitosx-cron-sync-quickbooks', '--dry-run=client', '-o', 'json'], { encoding: 'utf8' });
+    const expected = withoutNulls(JSON.parse(kubectl.stdout) as K8sObject);
+    const r = await trigger(['sync-quickbooks']);
+    expect(r.code, r.stderr).to.equal(0);
+    const job = withoutNulls(structuredClone([...api.jobs.values()][0]!));
+    expect(job.spec).to.deep.equal(expected.spec);
+    for (const field of ['labels', 'annotations', 'ownerReferences', 'namespace']) expect(job.metadata[field], field).to.deep.equal(expected.metadata[field]);
   });
 
   it('--wait follows a run that succeeds: the pod log on stderr, its summary on stdout, exit 0; the run annotates its Job', async () => {

@@ -39,6 +39,15 @@ const RESOURCES: Record<string, { group: Group; kind: string }> = {
   events: { group: '', kind: 'Event' },
 };
 
+/** Discovery documents (kubectl reads them before anything else). */
+const resource = (name: string, kind: string, verbs: string[], namespaced = true) => ({ name, singularName: kind.toLowerCase(), namespaced, kind, verbs });
+const DISCOVERY: Record<string, K8sObject> = {
+  '/api': { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: '127.0.0.1:6443' }] },
+  '/apis': { kind: 'APIGroupList', apiVersion: 'v1', groups: [{ name: 'batch', versions: [{ groupVersion: 'batch/v1', version: 'v1' }], preferredVersion: { groupVersion: 'batch/v1', version: 'v1' } }] },
+  '/api/v1': { kind: 'APIResourceList', groupVersion: 'v1', resources: [resource('pods', 'Pod', ['get', 'list']), resource('pods/log', 'Pod', ['get']), resource('events', 'Event', ['create'])] },
+  '/apis/batch/v1': { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'batch/v1', resources: [resource('cronjobs', 'CronJob', ['get']), resource('jobs', 'Job', ['create', 'get', 'patch'])] },
+};
+
 let resourceVersion = 1000;
 const nextVersion = () => String(++resourceVersion);
 const uid = () => crypto.randomUUID();
@@ -71,6 +80,8 @@ export class FakeKubeApi {
   readonly blips = new Map<string, number>();
   /** When set, a followed log stream is cut after this many lines (like a proxy closing it). */
   cutFollowAfter: number | undefined;
+  /** Accept requests without the token (kubectl sends none over plain http). */
+  anonymous = false;
   kubelet: Kubelet | undefined;
   private server: http.Server | undefined;
   private children = new Set<ReturnType<typeof spawn>>();
@@ -153,7 +164,9 @@ export class FakeKubeApi {
       res.writeHead(code, { 'content-type': 'application/json' });
       res.end(JSON.stringify(body));
     };
-    if (req.headers.authorization !== `Bearer ${TOKEN}`) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
+    if (req.headers.authorization !== `Bearer ${TOKEN}` && !this.anonymous) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
+    const discovery = DISCOVERY[url.pathname];
+    if (discovery) return send(200, discovery);
     const m = /^\/(?:api\/v1|apis\/batch\/v1)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?(?:\/(log))?$/.exec(url.pathname);
     if (!m) return send(404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const [, ns, resource, name, sub] = m as unknown as [string, string, string, string | undefined, string | undefined];
