@@ -17,7 +17,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import { productColumns } from '../../lib/db/migrate.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
-import { adminQuery, createTestDb, type TestDb } from '../support/db.ts';
+import { adminQuery, backends, createTestDb, type TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli, type CliResult } from '../support/run.ts';
 import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
@@ -85,6 +85,8 @@ describe('secrets never leave the process', function () {
   };
 
   before(async function () {
+    // The command line runs against PostgreSQL (TEST_BACKENDS=pglite leaves it out).
+    if (!backends().includes('postgres')) return this.skip();
     t = await createTestDb('postgres');
     // A login role with a password, granted on this database only; connected over 127.0.0.1.
     await adminQuery(`drop role if exists ${ROLE}`);
