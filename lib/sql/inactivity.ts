@@ -141,8 +141,12 @@ export async function ownedCompanies(db: Knex, userIds: string[], o: { now: Date
               (array_agg(tk.title order by tk.due_at nulls last, tk.created_at, tk.id))[1:3] as pending_titles
        from tasks tk where tk.company_id = c.id and tk.status in ('PENDING', 'IN_PROGRESS')
      ) t on true
-     left join signals sig
-       on sig.company_id = c.id and sig.event_type = :event and coalesce(sig.user_id, '') = cm.user_id and sig.resolved_at is null
+     -- lateral: one index probe per pair, whatever the planner believes about signals
+     left join lateral (
+       select so.id, so.severity, so.updated_at from signals so
+       where so.company_id = c.id and so.event_type = :event and coalesce(so.user_id, '') = cm.user_id and so.resolved_at is null
+       limit 1
+     ) sig on true
      left join email_log el
        on el.idempotency_key = 'inactivity:' || cm.user_id || ':' || sig.id || ':' || sig.severity
      where cm.user_id = any(:userIds::text[]) and cm.role = 'OWNER' and ${ACTIVE_COMPANY}
