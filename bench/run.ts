@@ -41,7 +41,8 @@ const HELP = `npm run bench -- [flags]
   --env K=V,...       extra environment for the job processes (e.g. EMAIL_CONCURRENCY=16)
   --db-setting K=V    ALTER DATABASE … SET on the run copies (e.g. synchronous_commit=off)
   --tag NAME          write bench/results/users-<N>-<NAME>.json instead (experiments; not in RESULTS.md)
-  --no-report         do not rewrite RESULTS.md and chart.png`;
+  --no-report         do not rewrite RESULTS.md and chart.png
+  --report-only       only rewrite RESULTS.md, summary.json and chart.png from bench/results/users-*.json`;
 
 const { values: flags } = parseArgs({
   options: {
@@ -60,6 +61,7 @@ const { values: flags } = parseArgs({
     tag: { type: 'string', default: '' },
     'db-setting': { type: 'string', default: '' },
     'no-report': { type: 'boolean', default: false },
+    'report-only': { type: 'boolean', default: false },
     help: { type: 'boolean', default: false },
   },
 });
@@ -325,6 +327,11 @@ async function machine(): Promise<Record<string, unknown>> {
     postgres: await serverInfo(SERVER),
     commit: commit.slice(0, 12),
   };
+}
+
+if (flags['report-only']) {
+  console.log(await writeReport(RESULTS, await machine()));
+  process.exit(0);
 }
 
 const sendgrid = await startSendGridSink();
