@@ -380,6 +380,48 @@ describe('detect-inactivity', function () {
       expect((await signals()).map((s) => s.company_id)).to.deep.equal([company.id]);
     });
 
+    it('isolates a user whose writes fail: logged, counted, listed; the others are done (exit 1)', async () => {
+      const broken = await anOwnedCompany(db().knex, { daysInactive: 30 });
+      const fine = await anOwnedCompany(db().knex, { daysInactive: 30 });
+      await db().knex.raw(`create function fail_for_company() returns trigger language plpgsql as $$
+        begin if new.company_id = '${broken.company.id}' then raise exception 'simulated failure for %', new.company_id; end if; return new; end $$`);
+      await db().knex.raw('create trigger fail_for_company before insert on signals for each row execute function fail_for_company()');
+      try {
+        const { exitCode, summary, logs } = await run();
+        expect(exitCode).to.equal(1);
+        expect(summary).to.include({ success: false, usersChecked: 2, signalsCreated: 1, emailsSent: 1, errors: 1 });
+        expect(summary.errorDetails).to.have.length(1);
+        expect((summary.errorDetails as Array<Record<string, string>>)[0]).to.include({ kind: 'user', id: broken.user.id });
+        expect(logs.find((l) => l.message === 'item:failed')).to.include({ id: broken.user.id });
+        expect((await signals()).map((s) => s.user_id)).to.deep.equal([fine.user.id]);
+        expect(await ledger()).to.have.length(1);
+      } finally {
+        await db().knex.raw('drop trigger fail_for_company on signals');
+        await db().knex.raw('drop function fail_for_company()');
+      }
+    });
+
+    it('stops on SIGTERM after the users in hand, and the next run finishes without duplicates', async function () {
+      this.timeout(30_000);
+      for (let i = 0; i < 12; i++) await anOwnedCompany(db().knex, { daysInactive: 30 });
+      sendgrid.delay(300);
+      const stop = new AbortController();
+      const watch = setInterval(() => {
+        if (sendgrid.maxConcurrent() > 0) stop.abort();
+      }, 5);
+      const first = await runInProcess(job, {}, { database: db().database, env: env(), signal: stop.signal }).finally(() => clearInterval(watch));
+      expect(first.exitCode).to.equal(143);
+      expect(first.summary).to.include({ interrupted: true });
+      const created = first.summary.signalsCreated as number;
+      expect(created).to.be.within(1, 11);
+      expect(first.summary.emailsSent).to.equal(created);
+      const second = await run();
+      expect(second.summary).to.include({ signalsCreated: 12 - created, emailsSent: 12 - created, errors: 0 });
+      expect(await signals()).to.have.length(12);
+      expect(sendgrid.accepted()).to.have.length(12);
+      expect((await emailLog()).map((e) => e.status)).to.deep.equal(Array(12).fill('SENT'));
+    });
+
     it('writes its emails to the outbox when no SendGrid key is set', async () => {
       const { user } = await anOwnedCompany(db().knex, { daysInactive: 30 });
       const fs = await import('node:fs');
