@@ -108,23 +108,3 @@ export async function failStalePending(db: Knex, before: Date, now: Date, types?
   if (types?.length) q.whereIn('email_type', types);
   return q.update({ status: 'FAILED', error: `${OUTCOME_UNKNOWN}: the run sending it stopped before the provider answered (found PENDING at ${now.toISOString()}); not resent automatically` });
 }
-
-/** What a user allows (no row = everything). */
-export interface EmailPreferences {
-  driftReports: boolean;
-  inactivityNudges: boolean;
-  unsubscribedAll: boolean;
-}
-
-export const DEFAULT_PREFERENCES: EmailPreferences = { driftReports: true, inactivityNudges: true, unsubscribedAll: false };
-
-/** Preferences of many users at once; users without a row get the defaults. */
-export async function preferencesFor(db: Knex, userIds: string[]): Promise<Map<string, EmailPreferences>> {
-  const out = new Map<string, EmailPreferences>(userIds.map((id) => [id, DEFAULT_PREFERENCES]));
-  if (!userIds.length) return out;
-  const rows: Array<{ user_id: string; drift_reports: boolean; inactivity_nudges: boolean; unsubscribed_all: boolean }> = await db('email_preferences')
-    .select('user_id', 'drift_reports', 'inactivity_nudges', 'unsubscribed_all')
-    .whereIn('user_id', userIds);
-  for (const r of rows) out.set(r.user_id, { driftReports: r.drift_reports, inactivityNudges: r.inactivity_nudges, unsubscribedAll: r.unsubscribed_all });
-  return out;
-}
