@@ -286,14 +286,24 @@ async function runScale(users: number, sendgrid: SendGridSink, qbo: QuickBooksFr
   log(`scale ${users} users: ${template} is ${(sizeBytes / 2 ** 20).toFixed(0)} MB; copied in ${copyMs} ms`);
   const jobs: JobResult[] = [];
   const prints: Partial<Record<JobName, Fingerprint>> = {};
+  // Saved after every job: a long run stopped half-way keeps what it measured.
+  const sharded: ShardedResult[] = [];
+  const save = () => {
+    const result: ScaleResult = {
+      users, ...(TAG ? { tag: flags.tag, env: EXTRA_ENV, nodeOptions: flags['node-options'], dbSettings: flags['db-setting'] } : {}),
+      scale: { ...meta.scale }, counts: meta.counts, generateMs: meta.generateMs, databaseMb: Math.round(sizeBytes / 2 ** 20), latencyMs: LATENCY, now: NOW.toISOString(), jobs, sharded, finishedAt: new Date().toISOString(),
+    };
+    fs.writeFileSync(path.join(RESULTS, `users-${users}${TAG}.json`), JSON.stringify(result, null, 2) + '\n');
+    return result;
+  };
   for (const job of JOBS) {
     const { result, print } = await runSingle(users, job, runDb, sendgrid, qbo);
     jobs.push(result);
     prints[job] = print;
+    save();
   }
   if (!flags.keep) await dropDatabase(SERVER, runDb);
 
-  const sharded: ShardedResult[] = [];
   if (SHARDS > 1) {
     const shardDb = `${template}_shards${TAG.replace(/-/g, '_').toLowerCase()}`;
     await copyDatabase(SERVER, template, shardDb);
@@ -301,11 +311,11 @@ async function runScale(users: number, sendgrid: SendGridSink, qbo: QuickBooksFr
     for (const job of JOBS) {
       const single = jobs.find((j) => j.job === job)!;
       sharded.push(await runSharded(users, job, shardDb, sendgrid, qbo, single, prints[job]!));
+      save();
     }
     if (!flags.keep) await dropDatabase(SERVER, shardDb);
   }
-  const result: ScaleResult = { users, ...(TAG ? { tag: flags.tag, env: EXTRA_ENV, nodeOptions: flags['node-options'], dbSettings: flags['db-setting'] } : {}), scale: { ...meta.scale }, counts: meta.counts, generateMs: meta.generateMs, databaseMb: Math.round(sizeBytes / 2 ** 20), latencyMs: LATENCY, now: NOW.toISOString(), jobs, sharded, finishedAt: new Date().toISOString() };
-  fs.writeFileSync(path.join(RESULTS, `users-${users}${TAG}.json`), JSON.stringify(result, null, 2) + '\n');
+  const result = save();
   return result;
 }
 
