@@ -29,7 +29,7 @@ async function freePort(): Promise<number> {
 /** Starts the Pushgateway (no persistence); `stop()` ends this child only. */
 export async function startPushgateway(bin: string): Promise<Pushgateway> {
   const port = await freePort();
-  const child: ChildProcess = spawn(bin, [`--web.listen-address=127.0.0.1:${port}`], { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child: ChildProcess = spawn(bin, [`--web.listen-address=127.0.0.1:${port}`, '--persistence.file='], { stdio: ['ignore', 'ignore', 'pipe'] });
   let output = '';
   child.stderr?.on('data', (c: Buffer) => (output = (output + c.toString()).slice(-4000)));
   const url = `http://127.0.0.1:${port}`;
