@@ -175,7 +175,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
     args: [job, '--now', NOW.toISOString(), ...bench.args],
     env: jobEnv(dbName, sendgrid, qbo),
     logFile: path.join(RESULTS, 'logs', `${users}${TAG}-${job}.log`),
-    ...(flags['cpu-prof'] ? { cpuProfDir: path.join(RESULTS, 'profiles', `${users}-${job}`) } : {}),
+    ...(flags['cpu-prof'] ? { cpuProfDir: path.join(RESULTS, 'profiles', `${users}${TAG}-${job}`) } : {}),
   });
   await settle();
   const pgStats = statsDelta(before, await dbStats(SERVER, dbName));
