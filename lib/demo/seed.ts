@@ -100,7 +100,8 @@ export async function seedSample(db: Knex, options: SeedOptions): Promise<SeedCo
       const cats = Object.fromEntries(CATEGORIES.map((k) => [k, between(30, 80)])) as Record<string, number>;
       const count = 2 + Math.floor(rand() * 10);
       for (let a = 0; a < count; a++) {
-        const at = now - (540 - a * (520 / count) - between(0, 20)) * DAY;
+        // From about 18 months ago to 10-45 days ago, so last month often has a new score.
+        const at = now - (545 - a * (500 / (count - 1)) - between(0, 35)) * DAY;
         score = Math.min(100, Math.max(0, score + between(-6, 8)));
         for (const k of CATEGORIES) cats[k] = Math.min(100, Math.max(0, cats[k]! + between(-9, 10)));
         rows.assessments!.push({ id: `asm_${c}_${a}`, company_id: companyId, status: 'COMPLETED', bri_score: money(score), category_scores: JSON.stringify(Object.fromEntries(CATEGORIES.map((k) => [k, Math.round(cats[k]!)]))), completed_at: iso(new Date(at)), created_at: iso(new Date(at - DAY)) });
