@@ -227,9 +227,10 @@ export function statsDelta(before: DbStats, after: DbStats): DbStats {
 /** The server's version and settings that matter to the numbers. */
 export async function serverInfo(serverUrl: string): Promise<Record<string, string>> {
   return withAdmin(serverUrl, async (c) => {
-    const { rows } = await c.query<{ name: string; setting: string; unit: string | null }>(
-      `select name, setting, unit from pg_settings where name in ('server_version', 'shared_buffers', 'work_mem', 'max_connections', 'effective_cache_size', 'synchronous_commit', 'shared_preload_libraries', 'jit')`,
+    const { rows } = await c.query<{ name: string; setting: string }>(
+      `select name, current_setting(name) as setting from pg_settings
+        where name in ('server_version', 'shared_buffers', 'work_mem', 'max_connections', 'effective_cache_size', 'random_page_cost', 'synchronous_commit', 'shared_preload_libraries', 'jit')`,
     );
-    return Object.fromEntries(rows.map((r) => [r.name, r.unit && r.unit !== '' ? `${r.setting} ${r.unit}` : r.setting]));
+    return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
   });
 }
