@@ -2,10 +2,10 @@
  * QuickBooks for the bench: the suite's loopback Intuit (lib/quickbooks/loopback-server.ts,
  * the real wire formats) behind a small caching front on loopback.
  *
- * Why a front: the loopback generates each report from scratch, and a 25-month
- * ProfitAndLoss costs it ~260 ms of CPU (BalanceSheet ~80 ms; see FINDINGS.md).
- * 20k integrations would need ~2 hours of CPU in the bench's own process, so the
- * bench would measure its stand-in, not the job. The front maps every realm to one
+ * Why a front: the loopback generates each report from scratch: ~25 ms of CPU
+ * for a 25-month report (~260 ms before its generator was memoised; FINDINGS.md).
+ * 20k integrations make 40k calls: ~1000 s of CPU in the bench's own process,
+ * more than the job's, so the bench would measure its stand-in, not the job. The front maps every realm to one
  * of a few "profiles" (realms of the loopback), asks the loopback once per
  * (profile, report, query), and replays the answer (bytes as the loopback gave
  * them) after the configured latency. The token endpoint is passed through.
