@@ -5,6 +5,7 @@
  */
 import { expect } from 'chai';
 import { computeDriftReport, type CompanyFacts } from '../../lib/drift/engine.ts';
+import { someFacts } from './helpers.ts';
 import { periodOf } from '../../lib/drift/period.ts';
 import { renderDriftReportEmail } from '../../lib/email/templates/drift-report.ts';
 
@@ -13,17 +14,7 @@ const AT = new Date('2026-03-01T06:00:00Z');
 const APP = 'https://app.exitosx.test';
 const cats = (f: number, t: number, o: number, m: number, l: number, p: number) => ({ FINANCIAL: String(f), TRANSFERABILITY: String(t), OPERATIONAL: String(o), MARKET: String(m), LEGAL_TAX: String(l), PERSONAL: String(p) });
 
-function facts(over: Partial<CompanyFacts> = {}): CompanyFacts {
-  return {
-    company: { id: 'cmp/1', name: 'Bluewater "Print" & Co.' },
-    bri: { start: null, end: null, completedInPeriod: 0 },
-    valuation: { start: null, end: null },
-    tasks: { completed: 0, pending: 0, overdue: 0 },
-    signals: { opened: {}, resolved: 0 },
-    financials: null,
-    ...over,
-  };
-}
+const facts = (over: Partial<CompanyFacts> = {}): CompanyFacts => someFacts(over, { id: 'cmp/1', name: 'Bluewater "Print" & Co.' });
 
 const full = computeDriftReport(facts({
   bri: {

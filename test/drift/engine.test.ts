@@ -3,6 +3,7 @@
  */
 import { expect } from 'chai';
 import { computeDriftReport, directionOf, topMovers, type CompanyFacts } from '../../lib/drift/engine.ts';
+import { someFacts } from './helpers.ts';
 import { Dec } from '../../lib/drift/decimal.ts';
 import { periodOf, reportingPeriod } from '../../lib/drift/period.ts';
 import { CATEGORY_KEYS, DRIFT_REPORT_VERSION } from '../../lib/drift/report.ts';
@@ -11,17 +12,7 @@ import { ConfigError } from '../../lib/errors.ts';
 const FEB = periodOf('2026-02');
 const AT = new Date('2026-03-01T06:00:00Z');
 
-function facts(over: Partial<CompanyFacts> = {}): CompanyFacts {
-  return {
-    company: { id: 'cmp_1', name: 'Harbor Dental LLC' },
-    bri: { start: null, end: null, completedInPeriod: 0 },
-    valuation: { start: null, end: null },
-    tasks: { completed: 0, pending: 0, overdue: 0 },
-    signals: { opened: {}, resolved: 0 },
-    financials: null,
-    ...over,
-  };
-}
+const facts = (over: Partial<CompanyFacts> = {}): CompanyFacts => someFacts(over, { id: 'cmp_1', name: 'Harbor Dental LLC' });
 
 const cats = (FINANCIAL: unknown, TRANSFERABILITY: unknown, OPERATIONAL: unknown, MARKET: unknown, LEGAL_TAX: unknown, PERSONAL: unknown) => ({ FINANCIAL, TRANSFERABILITY, OPERATIONAL, MARKET, LEGAL_TAX, PERSONAL });
 

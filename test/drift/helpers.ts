@@ -5,6 +5,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Knex } from 'knex';
+import type { CompanyFacts } from '../../lib/drift/engine.ts';
 import type { DriftReport } from '../../lib/drift/report.ts';
 
 let seq = 0;
@@ -67,4 +68,17 @@ export function outboxDirs(): { dir: string; broken: string; cleanup(): void } {
 /** The .html files written to an outbox folder. */
 export function outboxHtml(dir: string): string[] {
   return fs.existsSync(dir) ? fs.readdirSync(dir).filter((f) => f.endsWith('.html')).sort() : [];
+}
+
+/** A company's facts for the pure engine: nothing known unless overridden. */
+export function someFacts(over: Partial<CompanyFacts> = {}, company = { id: 'cmp_1', name: 'Harbor Dental LLC' }): CompanyFacts {
+  return {
+    company,
+    bri: { start: null, end: null, completedInPeriod: 0 },
+    valuation: { start: null, end: null },
+    tasks: { completed: 0, pending: 0, overdue: 0 },
+    signals: { opened: {}, resolved: 0 },
+    financials: null,
+    ...over,
+  };
 }

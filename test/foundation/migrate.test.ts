@@ -21,6 +21,11 @@ async function catalog(db: Knex) {
   return { columns: columns.rows, constraints: constraints.rows, indexes: indexes.rows };
 }
 
+/** Creates the contract's schema from the fixture file, one statement at a time. */
+async function applyFixture(db: Knex): Promise<void> {
+  for (const stmt of FIXTURE_SQL.replace(/--[^\n]*/g, '').split(/;\s*\n/).map((s) => s.trim()).filter(Boolean)) await db.raw(stmt);
+}
+
 async function fresh(kind: Backend): Promise<{ database: Database; drop(): Promise<void> }> {
   if (kind === 'pglite') {
     const database = wrapPglite(await createMemoryPglite());
@@ -48,9 +53,7 @@ describe('migrate', () => {
         try {
           const result = await migrate(migrated.database.knex);
           expect(result).to.deep.equal({ productSchema: 'created', applied: ['001_runs'] });
-          for (const stmt of FIXTURE_SQL.replace(/--[^\n]*/g, '').split(/;\s*\n/).map((s) => s.trim()).filter(Boolean)) {
-            await reference.database.knex.raw(stmt);
-          }
+          await applyFixture(reference.database.knex);
           const a = await catalog(migrated.database.knex);
           const b = await catalog(reference.database.knex);
           expect(a.columns).to.have.length.greaterThan(100);
@@ -78,7 +81,7 @@ describe('migrate', () => {
         this.timeout(60_000);
         const t = await fresh(kind);
         try {
-          for (const stmt of FIXTURE_SQL.replace(/--[^\n]*/g, '').split(/;\s*\n/).map((s) => s.trim()).filter(Boolean)) await t.database.knex.raw(stmt);
+          await applyFixture(t.database.knex);
           const before = await catalog(t.database.knex);
           expect(await migrate(t.database.knex)).to.deep.equal({ productSchema: 'present', applied: ['001_runs'] });
           expect(await catalog(t.database.knex)).to.deep.equal(before);
@@ -93,7 +96,7 @@ describe('migrate', () => {
         this.timeout(60_000);
         const t = await fresh(kind);
         try {
-          for (const stmt of FIXTURE_SQL.replace(/--[^\n]*/g, '').split(/;\s*\n/).map((s) => s.trim()).filter(Boolean)) await t.database.knex.raw(stmt);
+          await applyFixture(t.database.knex);
           await t.database.knex.raw('alter table users drop column deleted_at');
           let error: Error | undefined;
           await migrate(t.database.knex).catch((e: Error) => (error = e));
