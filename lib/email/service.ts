@@ -134,6 +134,10 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
 
   /** Delivers one message through the transport, with retries; returns the provider's id. */
   const deliver = async (email: OutgoingEmail, logId: string): Promise<string | null> => {
+    // An unusable address (users.email is NOT NULL, but may be '' or garbage) fails
+    // this email only, before any transport: @sendgrid/mail would otherwise parse
+    // 'not-an-email' as a display name, or throw on '' with an error retried as transient.
+    if (!isPlausibleAddress(email.to)) throw new PermanentError(`invalid recipient address ${JSON.stringify(email.to.slice(0, 100))}`);
     const message = {
       to: email.to,
       from: config.email.from,
@@ -241,6 +245,11 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       await queue.onIdle();
     },
   };
+}
+
+/** One address, local@domain with a dot in the domain, no spaces or angle brackets: what a provider can deliver to. */
+export function isPlausibleAddress(to: string): boolean {
+  return /^[^\s@<>,;"]+@[^\s@<>,;"]+\.[^\s@<>,;".]+$/.test(to);
 }
 
 /** Waits, or stops waiting when the run is asked to stop. */

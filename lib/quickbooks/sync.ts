@@ -6,7 +6,7 @@
  */
 import type { Knex } from 'knex';
 import { upsertQuickBooksPeriods, type PeriodValues } from '../sql/financial-periods.ts';
-import { recordSyncOutcome, type SyncCandidate } from '../sql/quickbooks.ts';
+import { lockLiveIntegration, recordSyncOutcome, type SyncCandidate } from '../sql/quickbooks.ts';
 import { escalateSignal, findOpenSignal, insertLedgerEntries, openSignal, resolveSignals } from '../sql/signals.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
@@ -83,6 +83,8 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
   }
 
   const counts = await deps.db.transaction(async (trx) => {
+    // The company may have been deleted while its reports were fetched: write nothing.
+    if (!(await lockLiveIntegration(trx, c.id))) return null;
     const written = await upsertQuickBooksPeriods(trx, c.companyId, months.map(toPeriod), deps.now);
     await recordSyncOutcome(trx, c.id, { status: 'SUCCESS', error: null }, deps.now);
     await insertLedgerEntries(trx, [{
@@ -96,6 +98,10 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
     if (open) await resolveSignals(trx, [open.id], 'SYNC_RECOVERED', deps.now);
     return written;
   });
+  if (!counts) {
+    log.warn('qbo:sync:company-gone', { reason: 'the company or integration was deleted during the sync; nothing written' });
+    return { ...base, status: 'skipped' };
+  }
   log.info('qbo:sync:done', { months: months.length, ...counts });
   return { ...base, status: 'synced', periodsCreated: counts.created, periodsUpdated: counts.updated, periodsConflicted: counts.conflicted };
 }
@@ -143,6 +149,8 @@ async function recordFailure(deps: SyncDeps, c: SyncCandidate, err: Error, log: 
   const title = reauth ? 'QuickBooks connection needs to be reconnected' : 'QuickBooks sync failed';
   const metadata = { integrationId: c.id, realmId: c.realmId, error, needsReauth: reauth, ...((err as { intuitTid?: string }).intuitTid ? { intuitTid: (err as { intuitTid?: string }).intuitTid } : {}) };
   await deps.db.transaction(async (trx) => {
+    // A company deleted during the sync gets no failure signal (nor a foreign-key error).
+    if (!(await lockLiveIntegration(trx, c.id))) return;
     await recordSyncOutcome(trx, c.id, { status: 'FAILED', error, needsReauth: reauth }, deps.now);
     const open = await findOpenSignal(trx, c.companyId, SYNC_FAILED_EVENT, null);
     if (!open) {

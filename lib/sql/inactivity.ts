@@ -133,7 +133,8 @@ export async function ownedCompanies(db: Knex, userIds: string[], o: { now: Date
      join companies c on c.id = cm.company_id
      left join lateral (
        select a.bri_score from assessments a
-       where a.company_id = c.id and a.status = 'COMPLETED' and a.completed_at <= :now
+       -- a COMPLETED assessment without a score is "no score", not the last known one
+       where a.company_id = c.id and a.status = 'COMPLETED' and a.bri_score is not null and a.completed_at <= :now
        order by a.completed_at desc limit 1
      ) bri on true
      left join lateral (

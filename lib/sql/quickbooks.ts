@@ -137,6 +137,24 @@ export async function saveTokens(trx: Knex, id: string, t: Omit<StoredTokens, 'n
   });
 }
 
+/**
+ * Locks the integration's row for the rest of the transaction, if it and its
+ * company still exist and the company is not deleted. The candidate was selected
+ * before its (slow) QuickBooks calls; a company deleted meanwhile must get nothing
+ * written (a hard delete would make the writes fail on the foreign keys, a soft
+ * delete would store periods and signals for a deleted company). Returns whether
+ * the sync may write.
+ */
+export async function lockLiveIntegration(trx: Knex, id: string): Promise<boolean> {
+  const { rows } = await trx.raw<{ rows: unknown[] }>(
+    `select 1 from quickbooks_integrations i join companies c on c.id = i.company_id
+     where i.id = ? and c.deleted_at is null
+     for update of i`,
+    [id],
+  );
+  return rows.length > 0;
+}
+
 /** Records the outcome of a sync on the integration. */
 export async function recordSyncOutcome(trx: Knex, id: string, outcome: { status: 'SUCCESS' | 'FAILED'; error: string | null; needsReauth?: boolean }, now: Date): Promise<void> {
   await trx('quickbooks_integrations')
