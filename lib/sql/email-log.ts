@@ -99,12 +99,14 @@ export async function markFailed(db: Knex, id: string, error: string): Promise<v
 }
 
 /**
- * Marks PENDING rows older than `before` FAILED with an "outcome unknown" error:
+ * Marks PENDING rows created at or before `before` FAILED with an "outcome unknown" error:
  * the run that claimed them stopped between the claim and the provider's answer.
  * Returns how many it marked.
  */
 export async function failStalePending(db: Knex, before: Date, now: Date, types?: EmailLogType[]): Promise<number> {
-  const q = db('email_log').where('status', 'PENDING').where('created_at', '<', before);
+  // At least `staleAfter` old (<=): a run whose clock is exactly an hour after the
+  // stopped run's (rows are stamped with the run's clock) sweeps its rows too.
+  const q = db('email_log').where('status', 'PENDING').where('created_at', '<=', before);
   if (types?.length) q.whereIn('email_type', types);
   return q.update({ status: 'FAILED', error: `${OUTCOME_UNKNOWN}: the run sending it stopped before the provider answered (found PENDING at ${now.toISOString()}); not resent automatically` });
 }
