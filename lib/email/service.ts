@@ -214,17 +214,28 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       log.debug('email:would-send', { ...fields, transport: transport.name });
       return { outcome: 'sent', status: 'SENT' };
     }
+    let messageId: string | null;
     try {
-      const messageId = await deliver(email, logId);
-      await markSent(db, logId, messageId, now);
-      log.info('email:sent', { ...fields, transport: transport.name, messageId });
-      return { outcome: 'sent', status: 'SENT' };
+      messageId = await deliver(email, logId);
     } catch (err) {
       const error = redact(messageOf(err instanceof AbortError ? (err.originalError ?? err) : err)).slice(0, 500);
       await markFailed(db, logId, error);
       log.error('email:failed', { ...fields, transport: transport.name, error });
       return { outcome: 'failed', status: 'FAILED', error };
     }
+    // The provider accepted it. If recording SENT fails (the database went away, or
+    // refused the write), the row must stay PENDING: marking it FAILED with a known
+    // error would let the next run claim it back and send it twice. The stale sweep
+    // later makes it FAILED "outcome unknown", never resent. The error is the
+    // caller's (an item error; a lost connection ends the run with exit 3).
+    try {
+      await markSent(db, logId, messageId, now);
+    } catch (err) {
+      log.error('email:record-failed', { ...fields, transport: transport.name, messageId, error: err, message: 'delivered, but SENT could not be recorded; left PENDING, never resent' });
+      throw err;
+    }
+    log.info('email:sent', { ...fields, transport: transport.name, messageId });
+    return { outcome: 'sent', status: 'SENT' };
   };
 
   /** The answer for a key that already has a row nobody may take now. */
