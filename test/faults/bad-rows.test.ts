@@ -152,6 +152,19 @@ describe('faults: bad rows (PostgreSQL)', function () {
     });
     afterEach(() => server.close());
 
+    it('a QuickBooks period full of nulls is overwritten with the figures; a MANUAL one is left alone', async () => {
+      const i = await anIntegration(t.knex, server);
+      await aFinancialPeriod(t.knex, i.companyId, '2026-01-01', { revenue: null, ebitda: null, source: 'QUICKBOOKS' });
+      await aFinancialPeriod(t.knex, i.companyId, '2025-12-01', { revenue: null, ebitda: null, source: 'MANUAL' });
+      const r = await runInProcess(syncJob, {}, { database: t.database, env: qbEnv(server) });
+      expect(r.exitCode, JSON.stringify(r.summary)).to.equal(0);
+      // The window starts two months before the latest QuickBooks month (2026-01): 2025-11 .. 2026-03.
+      expect(r.summary).to.include({ synced: 1, periodsCreated: 3, periodsUpdated: 1, periodsConflicted: 1 });
+      const jan = await t.knex('financial_periods').where({ company_id: i.companyId, period_start: '2026-01-01' }).first();
+      expect(jan.revenue).to.match(/^\d+\.\d{2}$/);
+      expect(await t.knex('financial_periods').where({ company_id: i.companyId, period_start: '2025-12-01' }).first()).to.include({ source: 'MANUAL', revenue: null });
+    });
+
     for (const how of ['soft-deleted', 'hard-deleted'] as const) {
       it(`an integration whose company is ${how} while it syncs writes nothing; the others sync`, async () => {
         const others = [await anIntegration(t.knex, server), await anIntegration(t.knex, server)];
