@@ -24,8 +24,13 @@ export interface RunLock {
   release(): Promise<void>;
 }
 
-/** Tries to take the lock; returns null when another run holds it. */
-export async function tryLock(db: Database, job: string, shardIndex: number): Promise<RunLock | null> {
+/**
+ * Tries to take the lock; returns null when another run holds it. `onLost` is
+ * called (PostgreSQL) if the lock's connection dies while the run holds it (the
+ * server was restarted, or an operator terminated the backend): the lock is gone
+ * from then on, and only the unique keys keep a second run from duplicating work.
+ */
+export async function tryLock(db: Database, job: string, shardIndex: number, onLost?: () => void): Promise<RunLock | null> {
   const key = lockKey(job, shardIndex);
   if (db.kind === 'pglite') {
     const ok = await tryOn(db.knex, key);
@@ -34,7 +39,9 @@ export async function tryLock(db: Database, job: string, shardIndex: number): Pr
   // A connection held outside the pool's rotation for the run's lifetime.
   const client = db.knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
   const connection = await client.acquireConnection();
+  let released = false;
   const release = async () => {
+    released = true;
     try {
       await db.knex.raw('select pg_advisory_unlock(?, ?)', [LOCK_NAMESPACE, key]).connection(connection);
     } finally {
@@ -48,6 +55,8 @@ export async function tryLock(db: Database, job: string, shardIndex: number): Pr
   } finally {
     if (!ok) await client.releaseConnection(connection);
   }
+  // The run goes on without the lock (its items are whole-or-nothing and keyed), but says so.
+  if (ok && onLost) (connection as { once?(event: string, fn: () => void): void }).once?.('end', () => released || onLost());
   return ok ? { release } : null;
 }
 

@@ -116,7 +116,9 @@ export async function runJob(def: JobDefinition, options: RunOptions, deps: RunD
     await assertColumns(db, def.requiredColumns);
 
     if (!options.dryRun) {
-      const lock = await tryLock(database, def.name, shard.index);
+      const lock = await tryLock(database, def.name, shard.index, () =>
+        log.warn('run:lock-lost', { reason: `the connection holding the lock of ${def.name} (shard ${shard.index}) was closed; going on without it (unique keys still prevent duplicates)` }),
+      );
       if (!lock) {
         log.warn('run:locked', { reason: `another run of ${def.name} (shard ${shard.index}) is in progress; exiting` });
         return await finish(0, 'locked', summarise({ alreadyRunning: true, message: `another run of ${def.name} (shard ${shard.index}) holds the lock` }, true));

@@ -69,6 +69,8 @@ describe('faults: the database goes away mid-run (PostgreSQL, real CLI)', functi
     expect([0, 1, 3], result.stderr.slice(-3000)).to.include(result.code);
     expect(result.summary, result.stderr.slice(-3000)).to.be.an('object');
     if (result.code === 3) expect(String(result.summary!.error)).to.match(/database connection lost|terminat/i);
+    // A run that carried on lost its lock with its connection, and says so.
+    else expect(result.stderr).to.include('"run:lock-lost"');
     return result;
   };
 
