@@ -5,6 +5,11 @@
  * idempotency key at most once), the killed run's PENDING emails marked FAILED
  * "outcome unknown" by a run an hour later and never resent, and the killed run's
  * history row 'crashed'.
+ *
+ * Checked able to fail: without `on conflict (idempotency_key) do nothing` in
+ * insertEmailLog (lib/sql/email-log.ts) the drift case fails (the rerun's claim of a
+ * key the killed run left PENDING is an error); with the stale sweep's old strict
+ * `<` a run exactly an hour later left the PENDING rows alone and both email cases failed.
  */
 import { expect } from 'chai';
 import driftJob from '../../jobs/generate-drift-reports.ts';

@@ -5,6 +5,10 @@
  * them but the unique keys underneath: no duplicate signals, ledger entries,
  * reports or emails. (SHARD_COUNT=2 SHARD_INDEX=0 would share the lock of the
  * unsharded run, `job:0`, and exit at once with alreadyRunning.)
+ *
+ * Checked able to fail: without `on conflict (company_id, period_start) do nothing`
+ * in insertDriftReport (lib/sql/drift.ts) the drift case fails (racing inserts end
+ * as item errors, exit 1).
  */
 import { expect } from 'chai';
 import { backends, createTestDb, type TestDb } from '../support/db.ts';
