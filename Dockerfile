@@ -14,7 +14,7 @@ ARG NODE_IMAGE=node:24-slim
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --no-audit --no-fund
+RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY jobs ./jobs
@@ -42,7 +42,7 @@ ENV NODE_ENV=production \
     EMBEDDED_DB_DIR=/tmp/exitosx/db \
     EMAIL_OUTBOX_DIR=/tmp/exitosx/outbox
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --no-audit --no-fund
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
 COPY --from=build /app/dist ./dist
 RUN chmod 0755 dist/bin/exitosx-cron.js \
   && ln -s /app/dist/bin/exitosx-cron.js /usr/local/bin/exitosx-cron
