@@ -93,7 +93,7 @@ export function renderChart(rows: Point[]): Buffer {
   const svg = `<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${H}" font-family="DejaVu Sans">
 <rect width="${W}" height="${H}" fill="white"/>
 <text x="${W / 2}" y="28" text-anchor="middle" font-size="22">Exit OSx cron jobs: wall time and memory against scale (2 cores)</text>
-${panel(100, 'Wall time (dashed: SQL floor)', 'seconds', rows, (p) => p.wallS, (p) => p.floorS)}
+${panel(100, 'Wall time (dashed: the floor)', 'seconds', rows, (p) => p.wallS, (p) => p.floorS)}
 ${panel(680, 'Peak RSS of the job process', 'MB', rows, (p) => p.peakRssMb, null, { linear: true, goal: { value: 300, label: 'goal: 300 MB' } })}
 ${legend}
 </svg>`;
