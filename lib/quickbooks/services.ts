@@ -20,9 +20,12 @@ export interface QuickBooksServices {
 export function createQuickBooksServices(config: Config, log: Logger, signal: AbortSignal): QuickBooksServices {
   const q = config.quickbooks;
   registerSecrets(q.clientSecret);
+  // Intuit's limits are per realm across all our processes, and one realm's
+  // integrations can land in every shard: each of n shards takes a 1/n share.
+  const share = (limit: number) => Math.max(1, Math.floor(limit / config.shard.count));
   return {
     client: new QuickBooksClient({
-      apiUrl: q.apiUrl, accountingMethod: q.accountingMethod, maxInFlightPerRealm: q.maxInFlightPerRealm, maxPerMinutePerRealm: q.maxPerMinutePerRealm,
+      apiUrl: q.apiUrl, accountingMethod: q.accountingMethod, maxInFlightPerRealm: share(q.maxInFlightPerRealm), maxPerMinutePerRealm: share(q.maxPerMinutePerRealm),
       // Two reports per integration in flight at most.
       maxInFlight: q.concurrency * 2, timeoutMs: q.timeoutMs, log, signal,
     }),

@@ -9,6 +9,7 @@
  * financial months, compared as dates ('YYYY-MM-DD' text, never a session-time-zone
  * cast of a timestamp).
  */
+import { ACTIVE_COMPANY } from './active-company.ts';
 import type { Knex } from 'knex';
 import type { AssessmentFact, CompanyFacts, FinancialMonthFact, ValuationFact } from '../drift/engine.ts';
 import type { DriftPeriod } from '../drift/period.ts';
@@ -42,9 +43,6 @@ export interface CompanyScope {
 /** Companies per page (and per batch of fact queries). */
 export const DRIFT_BATCH_SIZE = 500;
 
-const ACTIVE = `c.deleted_at is null
-  and (exists (select 1 from assessments a where a.company_id = c.id)
-       or exists (select 1 from financial_periods f where f.company_id = c.id))`;
 
 function scopeSql(scope: CompanyScope, column: string): { sql: string; bindings: string[] } {
   const shard = shardSql(column, scope.shard);
@@ -58,7 +56,7 @@ export async function countActiveCompanies(db: Knex, period: DriftPeriod, scope:
     `select count(*)::int8 as total,
             count(*) filter (where exists (select 1 from drift_reports r where r.company_id = c.id and r.period_start = ?))::int8 as reported
        from companies c
-      where ${ACTIVE} and ${s.sql}`,
+      where ${ACTIVE_COMPANY} and ${s.sql}`,
     [period.start, ...s.bindings],
   );
   return { total: Number(rows[0]?.total ?? 0), reported: Number(rows[0]?.reported ?? 0) };
@@ -78,7 +76,7 @@ export async function activeCompaniesPage(db: Knex, period: DriftPeriod, scope: 
     `select c.id, c.name,
             exists (select 1 from drift_reports r where r.company_id = c.id and r.period_start = ?) as has_report
        from companies c
-      where ${ACTIVE} and ${s.sql} and c.id > ?
+      where ${ACTIVE_COMPANY} and ${s.sql} and c.id > ?
       order by c.id
       limit ?`,
     [period.start, ...s.bindings, afterId, limit],

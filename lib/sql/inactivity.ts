@@ -10,6 +10,7 @@
  * `user_sessions.last_active_at`, else `users.created_at`; days inactive are whole
  * days (floor) from last activity to the run's clock.
  */
+import { ACTIVE_COMPANY } from './active-company.ts';
 import type { Knex } from 'knex';
 import { shardSql, type Shard } from '../runtime/shard.ts';
 import type { Severity } from './signals.ts';
@@ -17,10 +18,6 @@ import type { Severity } from './signals.ts';
 /** The event type of the job's signals. */
 export const INACTIVITY_EVENT = 'user_inactivity';
 
-/** SQL condition: company `c` is active. */
-const ACTIVE_COMPANY = `c.deleted_at is null
-  and (exists (select 1 from assessments a where a.company_id = c.id)
-       or exists (select 1 from financial_periods f where f.company_id = c.id))`;
 
 /** SQL expression: the last activity of user `u` (needs the lateral `s` below). */
 const LAST_ACTIVE = `coalesce(s.last_active_at, u.created_at)`;
