@@ -11,31 +11,18 @@ import driftJob from '../../jobs/generate-drift-reports.ts';
 import inactivityJob from '../../jobs/detect-inactivity.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
-import { backends, createTestDb, type TestDb } from '../support/db.ts';
+import { type TestDb } from '../support/db.ts';
 import { aFinancialPeriod, anAssessment, anOwnedCompany, aSession, daysBefore } from '../support/factories.ts';
 import { NOW, runInProcess } from '../support/run.ts';
-import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+import { type SendGridServer } from '../support/sendgrid-server.ts';
 import { anIntegration, CLIENT_ID, CLIENT_SECRET, qbEnv } from '../quickbooks/support.ts';
-import { counts, DAY, maxPerKey, sendgridEnv } from './support.ts';
+import { counts, DAY, maxPerKey, sendgridEnv, usePostgresAndSendGrid } from './support.ts';
 
 describe('faults: bad rows (PostgreSQL)', function () {
   this.timeout(60_000);
-  let t: TestDb;
-  let sendgrid: SendGridServer;
-  before(async function () {
-    if (!backends().includes('postgres')) this.skip();
-    t = await createTestDb('postgres');
-    sendgrid = await startSendGridServer();
-  });
-  after(async () => {
-    await sendgrid?.close();
-    await t?.close();
-  });
-  beforeEach(async () => {
-    await t.truncate();
-    sendgrid.recover();
-    sendgrid.requests.length = 0;
-  });
+  let t!: TestDb;
+  let sendgrid!: SendGridServer;
+  usePostgresAndSendGrid((db, server) => ((t = db), (sendgrid = server)));
 
   const errorIds = (summary: Record<string, unknown>) => (summary.errorDetails as Array<{ id: string }>).map((e) => e.id);
 

@@ -17,31 +17,18 @@ import inactivityJob from '../../jobs/detect-inactivity.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
 import { OUTCOME_UNKNOWN } from '../../lib/sql/email-log.ts';
-import { backends, createTestDb, type TestDb } from '../support/db.ts';
+import { type TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli, runInProcess } from '../support/run.ts';
-import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+import { type SendGridServer } from '../support/sendgrid-server.ts';
 import { anIntegration, CLIENT_ID, CLIENT_SECRET, qbEnv } from '../quickbooks/support.ts';
-import { after as onEvent, counts, HOUR, later, maxPerKey, sendgridEnv } from './support.ts';
+import { after as onEvent, counts, HOUR, later, maxPerKey, sendgridEnv, usePostgresAndSendGrid } from './support.ts';
 
 describe('faults: SIGKILL mid-run, then reruns (PostgreSQL, real CLI)', function () {
   this.timeout(90_000);
-  let t: TestDb;
-  let sendgrid: SendGridServer;
-  before(async function () {
-    if (!backends().includes('postgres')) this.skip();
-    t = await createTestDb('postgres');
-    sendgrid = await startSendGridServer();
-  });
-  after(async () => {
-    await sendgrid?.close();
-    await t?.close();
-  });
-  beforeEach(async () => {
-    await t.truncate();
-    sendgrid.recover();
-    sendgrid.requests.length = 0;
-  });
+  let t!: TestDb;
+  let sendgrid!: SendGridServer;
+  usePostgresAndSendGrid((db, server) => ((t = db), (sendgrid = server)));
 
   const runStatuses = async () => (await t.knex('exitosx_cron.runs').orderBy('started_at').pluck('status')) as string[];
   const outcomeUnknown = async () => Number((await t.knex('email_log').where({ status: 'FAILED' }).where('error', 'like', `${OUTCOME_UNKNOWN}%`).count({ n: '*' }))[0]!.n);

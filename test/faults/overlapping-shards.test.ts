@@ -11,32 +11,19 @@
  * as item errors, exit 1).
  */
 import { expect } from 'chai';
-import { backends, createTestDb, type TestDb } from '../support/db.ts';
+import { type TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli } from '../support/run.ts';
-import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
-import { counts, maxPerKey, sendgridEnv } from './support.ts';
+import { type SendGridServer } from '../support/sendgrid-server.ts';
+import { counts, maxPerKey, sendgridEnv, usePostgresAndSendGrid } from './support.ts';
 
 const SHARDINGS = [{ SHARD_COUNT: '1' }, { SHARD_COUNT: '2', SHARD_INDEX: '1' }, { SHARD_COUNT: '3', SHARD_INDEX: '2' }];
 
 describe('faults: overlapping shards run at once (PostgreSQL, real CLI)', function () {
   this.timeout(90_000);
-  let t: TestDb;
-  let sendgrid: SendGridServer;
-  before(async function () {
-    if (!backends().includes('postgres')) this.skip();
-    t = await createTestDb('postgres');
-    sendgrid = await startSendGridServer();
-  });
-  after(async () => {
-    await sendgrid?.close();
-    await t?.close();
-  });
-  beforeEach(async () => {
-    await t.truncate();
-    sendgrid.recover();
-    sendgrid.requests.length = 0;
-  });
+  let t!: TestDb;
+  let sendgrid!: SendGridServer;
+  usePostgresAndSendGrid((db, server) => ((t = db), (sendgrid = server)));
 
   const runAll = (job: string) =>
     Promise.all(SHARDINGS.map((shard) => runCli([job, '--now', NOW.toISOString()], { env: { DATABASE_URL: t.url!, ...sendgridEnv(sendgrid, { EMAIL_CONCURRENCY: '4' }), ...shard } })));

@@ -11,33 +11,20 @@ import driftJob from '../../jobs/generate-drift-reports.ts';
 import inactivityJob, { HIGH_DAYS, INACTIVE_DAYS, NUDGE_CAP_DAYS } from '../../jobs/detect-inactivity.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
-import { backends, createTestDb, type TestDb } from '../support/db.ts';
+import { type TestDb } from '../support/db.ts';
 import { anOwnedCompany, aSession, daysBefore } from '../support/factories.ts';
 import { NOW, runCli, runInProcess } from '../support/run.ts';
-import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+import { type SendGridServer } from '../support/sendgrid-server.ts';
 import { anIntegration, CLIENT_ID, CLIENT_SECRET, qbEnv } from '../quickbooks/support.ts';
-import { counts, DAY, maxPerKey, sendgridEnv } from './support.ts';
+import { counts, DAY, maxPerKey, sendgridEnv, usePostgresAndSendGrid } from './support.ts';
 
 const RUNS = 50;
 
 describe('faults: soak, 50 runs of each job on one database (PostgreSQL)', function () {
   this.timeout(120_000);
-  let t: TestDb;
-  let sendgrid: SendGridServer;
-  before(async function () {
-    if (!backends().includes('postgres')) this.skip();
-    t = await createTestDb('postgres');
-    sendgrid = await startSendGridServer();
-  });
-  after(async () => {
-    await sendgrid?.close();
-    await t?.close();
-  });
-  beforeEach(async () => {
-    await t.truncate();
-    sendgrid.recover();
-    sendgrid.requests.length = 0;
-  });
+  let t!: TestDb;
+  let sendgrid!: SendGridServer;
+  usePostgresAndSendGrid((db, server) => ((t = db), (sendgrid = server)));
 
   it('detect-inactivity, a day apart: signals opened at 21 days, escalated at 45, resolved on return; nudges as the cap allows', async () => {
     // Days inactive at the first run; one owner (returnsAt) comes back at run 30.

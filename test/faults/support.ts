@@ -5,7 +5,8 @@
  */
 import type { ChildProcess } from 'node:child_process';
 import type { Knex } from 'knex';
-import type { SendGridServer } from '../support/sendgrid-server.ts';
+import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+import { backends, createTestDb, type TestDb } from '../support/db.ts';
 
 const n = async (q: Knex.QueryBuilder): Promise<number> => Number(((await q.count({ n: '*' })) as Array<{ n: string | number }>)[0]!.n);
 
@@ -77,3 +78,29 @@ export function after(event: string, times: number, act: (child: ChildProcess) =
 export const later = (d: Date, ms: number) => new Date(d.getTime() + ms);
 export const HOUR = 3600_000;
 export const DAY = 86_400_000;
+
+/**
+ * The fault suites' common fixture: a fresh PostgreSQL test database and a loopback
+ * SendGrid for the suite, emptied and reset before each test. `use` receives both
+ * once they are up.
+ */
+export function usePostgresAndSendGrid(use: (db: TestDb, sendgrid: SendGridServer) => void): void {
+  let t: TestDb | undefined;
+  let sendgrid: SendGridServer | undefined;
+  before(async function () {
+    if (!backends().includes('postgres')) this.skip();
+    t = await createTestDb('postgres');
+    sendgrid = await startSendGridServer();
+    use(t, sendgrid);
+  });
+  // `after` in this module is the stderr-event helper above; this is mocha's hook.
+  (globalThis as unknown as { after: Mocha.HookFunction }).after(async () => {
+    await sendgrid?.close();
+    await t?.close();
+  });
+  beforeEach(async () => {
+    await t!.truncate();
+    sendgrid!.recover();
+    sendgrid!.requests.length = 0;
+  });
+}
