@@ -27,6 +27,21 @@ const LATERAL_SESSIONS = `left join lateral (
 /** Whole days from last activity to the clock (parameter `:now`). */
 const DAYS_INACTIVE = `floor(extract(epoch from (:now::timestamptz - ${LAST_ACTIVE})) / 86400)::int`;
 
+/**
+ * `shardSql(column, shard)` for the owners scan, as "not in any other shard": the
+ * same rows (the hash modulo n is always one of 0…n-1), but PostgreSQL estimates
+ * `expr = i` at 0.5% of the rows and `expr not in (…)` at nearly all of them. With
+ * the 0.5% estimate it expects a page to need the whole of company_members and
+ * plans a seq scan and sort of it (128 ms for the first page of a shard at 1M
+ * users, 17 ms this way). Falls back to `shardSql` outside 2…64 shards.
+ */
+function ownersShardSql(column: string, shard: Shard): string {
+  const { count, index } = shard;
+  if (!Number.isInteger(count) || !Number.isInteger(index) || count < 2 || count > 64 || index < 0 || index >= count) return shardSql(column, shard);
+  const others = Array.from({ length: count }, (_, i) => i).filter((i) => i !== index);
+  return `mod(('x' || substr(md5(${column}), 1, 8))::bit(32)::bigint, ${count}) not in (${others.join(', ')})`;
+}
+
 export interface Owner {
   userId: string;
   email: string;
@@ -51,21 +66,34 @@ export interface PageOptions {
  * enough; the last id is the next page's `after`.
  */
 export async function ownersPage(db: Knex, after: string, o: PageOptions): Promise<Owner[]> {
+  // Paged over the owners themselves (company_members by user_id, keyset on
+  // cm.user_id, in the order of the `company_members_user` index), then joined to
+  // users. Written as `users u where u.id > :after and exists (owner …)`, PostgreSQL
+  // plans a Merge Semi Join over a seq scan and sort of all of company_members for
+  // many pages (bench/FINDINGS.md; at 1M users, EXPLAIN ANALYZE: first page 62 ms →
+  // 5.5 ms, first page of shard 0 of 4 440 ms → 12 ms, a middle one 29 → 10 ms).
+  // Every filter on the user (not deleted, shard, --company) stays inside the
+  // limited subquery: a page still holds `limit` qualifying users, in id order, and
+  // only an empty page means the end.
   const { rows } = await db.raw<{ rows: Array<{ id: string; email: string; name: string | null; last_active_at: Date; days_inactive: number }> }>(
     `select u.id, u.email, u.name, ${LAST_ACTIVE} as last_active_at, ${DAYS_INACTIVE} as days_inactive
-     from users u
+     from (
+       select cm.user_id
+       from company_members cm
+       join companies c on c.id = cm.company_id
+       where cm.user_id > :after
+         and cm.role = 'OWNER'
+         and ${ACTIVE_COMPANY}
+         and ${ownersShardSql('cm.user_id', o.shard)}
+         ${o.companyId ? `and cm.user_id in (select m.user_id from company_members m where m.company_id = :companyId and m.role = 'OWNER')` : ''}
+         and exists (select 1 from users du where du.id = cm.user_id and du.deleted_at is null)
+       group by cm.user_id
+       order by cm.user_id
+       limit :limit
+     ) o
+     join users u on u.id = o.user_id
      ${LATERAL_SESSIONS}
-     where u.id > :after
-       and u.deleted_at is null
-       and ${shardSql('u.id', o.shard)}
-       ${o.companyId ? `and u.id in (select m.user_id from company_members m where m.company_id = :companyId and m.role = 'OWNER')` : ''}
-       and exists (
-         select 1 from company_members cm join companies c on c.id = cm.company_id
-         -- (the repeated bound lets the planner start the members index at the cursor too)
-         where cm.user_id = u.id and cm.user_id > :after and cm.role = 'OWNER' and ${ACTIVE_COMPANY}
-       )
-     order by u.id
-     limit :limit`,
+     order by u.id`,
     { after, now: o.now, limit: o.pageSize ?? 500, ...(o.companyId ? { companyId: o.companyId } : {}) },
   );
   return rows.map((r) => ({ userId: r.id, email: r.email, name: r.name, lastActiveAt: r.last_active_at, daysInactive: Number(r.days_inactive) }));
