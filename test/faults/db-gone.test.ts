@@ -11,33 +11,24 @@ import inactivityJob from '../../jobs/detect-inactivity.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
 import type { JobDefinition } from '../../lib/runtime/job.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
-import { backends, createTestDb, type TestDb } from '../support/db.ts';
+import type { TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli, runInProcess, type CliResult } from '../support/run.ts';
-import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+import type { SendGridServer } from '../support/sendgrid-server.ts';
 import { anIntegration, CLIENT_ID, CLIENT_SECRET, qbEnv } from '../quickbooks/support.ts';
-import { after as onEvent, counts, maxPerKey, sendgridEnv } from './support.ts';
+import { after as onEvent, counts, maxPerKey, sendgridEnv, usePostgresAndSendGrid } from './support.ts';
 
 describe('faults: the database goes away mid-run (PostgreSQL, real CLI)', function () {
   this.timeout(90_000);
-  let t: TestDb;
-  let sendgrid: SendGridServer;
+  let t!: TestDb;
+  let sendgrid!: SendGridServer;
   let qb: LoopbackQuickBooks;
-  before(async function () {
-    if (!backends().includes('postgres')) this.skip();
-    t = await createTestDb('postgres');
-    sendgrid = await startSendGridServer();
+  usePostgresAndSendGrid((db, server) => ((t = db), (sendgrid = server)));
+  before(async () => {
     qb = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
   });
   after(async () => {
     await qb?.close();
-    await sendgrid?.close();
-    await t?.close();
-  });
-  beforeEach(async () => {
-    await t.truncate();
-    sendgrid.recover();
-    sendgrid.requests.length = 0;
   });
 
   /** Terminates the job's backends 5 times, 200 ms apart; returns how many it terminated. */
@@ -135,17 +126,9 @@ describe('faults: the database goes away mid-run (PostgreSQL, real CLI)', functi
 
 describe('faults: the database refuses to record a sent email (PostgreSQL)', function () {
   this.timeout(60_000);
-  let t: TestDb;
-  let sendgrid: SendGridServer;
-  before(async function () {
-    if (!backends().includes('postgres')) this.skip();
-    t = await createTestDb('postgres');
-    sendgrid = await startSendGridServer();
-  });
-  after(async () => {
-    await sendgrid?.close();
-    await t?.close();
-  });
+  let t!: TestDb;
+  let sendgrid!: SendGridServer;
+  usePostgresAndSendGrid((db, server) => ((t = db), (sendgrid = server)));
 
   it('leaves the email PENDING (it was delivered), fails that user only, and no later run sends it again', async () => {
     const users = [await anOwnedCompany(t.knex, { daysInactive: 30 }), await anOwnedCompany(t.knex, { daysInactive: 30 }), await anOwnedCompany(t.knex, { daysInactive: 30 })];

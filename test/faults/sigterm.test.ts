@@ -10,13 +10,13 @@ import { expect } from 'chai';
 import driftJob from '../../jobs/generate-drift-reports.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
-import { backends, createTestDb, type TestDb } from '../support/db.ts';
+import type { TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli, runInProcess } from '../support/run.ts';
-import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+import type { SendGridServer } from '../support/sendgrid-server.ts';
 import { anIntegration, CLIENT_ID, CLIENT_SECRET, qbEnv } from '../quickbooks/support.ts';
 import { BINARIES, startPushgateway, type ServerHandle } from '../observability/support.ts';
-import { after as onEvent, counts, maxPerKey, sendgridEnv } from './support.ts';
+import { after as onEvent, counts, maxPerKey, sendgridEnv, usePostgresAndSendGrid } from './support.ts';
 
 /** The value of exitosx_cron_run_exit_code for a job on the Pushgateway, if pushed. */
 async function pushedExitCode(gateway: ServerHandle | undefined, job: string): Promise<number | undefined> {
@@ -28,13 +28,11 @@ async function pushedExitCode(gateway: ServerHandle | undefined, job: string): P
 
 describe('faults: SIGTERM mid-run (PostgreSQL, real CLI)', function () {
   this.timeout(90_000);
-  let t: TestDb;
-  let sendgrid: SendGridServer;
+  let t!: TestDb;
+  let sendgrid!: SendGridServer;
   let gateway: ServerHandle | undefined;
-  before(async function () {
-    if (!backends().includes('postgres')) this.skip();
-    t = await createTestDb('postgres');
-    sendgrid = await startSendGridServer();
+  usePostgresAndSendGrid((db, server) => ((t = db), (sendgrid = server)));
+  before(async () => {
     const bin = BINARIES.pushgateway();
     if (bin) gateway = await startPushgateway(bin);
     else if (process.env.CI) throw new Error('prometheus-pushgateway not found; CI must run this test');
@@ -42,13 +40,6 @@ describe('faults: SIGTERM mid-run (PostgreSQL, real CLI)', function () {
   });
   after(async () => {
     await gateway?.stop();
-    await sendgrid?.close();
-    await t?.close();
-  });
-  beforeEach(async () => {
-    await t.truncate();
-    sendgrid.recover();
-    sendgrid.requests.length = 0;
   });
   const pushEnv = () => (gateway ? { PUSHGATEWAY_URL: gateway.url } : {});
 
