@@ -1,8 +1,8 @@
 /**
  * The QuickBooks Accounting API client: the two monthly reports, within Intuit's
  * limits. Per realm at most `maxInFlightPerRealm` requests in flight and
- * `maxPerMinutePerRealm` started in any minute (one p-queue per realm, sliding
- * window); a global limit across realms; a timeout on every call; retries with
+ * `maxPerMinutePerRealm` started in any minute (a sliding window, realm-limiter.ts,
+ * which forgets idle realms); a global limit across realms; a timeout on every call; retries with
  * backoff on 429 (waiting as Retry-After says) and 5xx. Failures are logged with
  * Intuit's `intuit_tid` and thrown in the domain's words.
  */
@@ -10,6 +10,7 @@ import PQueue from 'p-queue';
 import pRetry from 'p-retry';
 import type { Logger } from '../telemetry/log.ts';
 import { QuickBooksApiError, QuickBooksAuthError, QuickBooksParseError, QuickBooksTransientError, traced } from './errors.ts';
+import { RealmLimiter } from './realm-limiter.ts';
 import type { QboReport } from './report-parser.ts';
 
 export type ReportName = 'ProfitAndLoss' | 'BalanceSheet';
@@ -43,7 +44,7 @@ export const MINOR_VERSION = '75';
 
 export class QuickBooksClient {
   readonly #options: QuickBooksClientOptions;
-  readonly #realms = new Map<string, PQueue>();
+  readonly #realms: RealmLimiter;
   readonly #global: PQueue;
   /** HTTP calls made (attempts, retries included). */
   calls = 0;
@@ -51,6 +52,12 @@ export class QuickBooksClient {
   constructor(options: QuickBooksClientOptions) {
     this.#options = options;
     this.#global = new PQueue({ concurrency: options.maxInFlight });
+    this.#realms = new RealmLimiter({ maxInFlight: options.maxInFlightPerRealm, maxPerWindow: options.maxPerMinutePerRealm, windowMs: options.rateWindowMs ?? 60_000 });
+  }
+
+  /** Realms whose limiter state is still kept (idle ones are forgotten once their window has passed). */
+  get realmsTracked(): number {
+    return this.#realms.size;
   }
 
   /** Fetches one report with monthly columns for start..end (inclusive dates, 'YYYY-MM-DD'). */
@@ -65,7 +72,7 @@ export class QuickBooksClient {
       accounting_method: this.#options.accountingMethod,
       minorversion: MINOR_VERSION,
     }).toString();
-    const body = await pRetry(() => this.#queue(realmId).add(() => this.#global.add(() => this.#get(url, accessToken, realmId, name, signal), signal ? { signal } : {}), signal ? { signal } : {}), {
+    const body = await pRetry(() => this.#attempt(url, accessToken, realmId, name, signal), {
       retries: this.#options.retries ?? 4,
       minTimeout: this.#options.backoffMs ?? 250,
       factor: 2,
@@ -83,14 +90,17 @@ export class QuickBooksClient {
     return body as QboReport;
   }
 
-  /** The per-realm queue: concurrency and a sliding rate window. */
-  #queue(realmId: string): PQueue {
-    let q = this.#realms.get(realmId);
-    if (!q) {
-      q = new PQueue({ concurrency: this.#options.maxInFlightPerRealm, intervalCap: this.#options.maxPerMinutePerRealm, interval: this.#options.rateWindowMs ?? 60_000, strict: true });
-      this.#realms.set(realmId, q);
+  /** One HTTP call within the realm's limits (taken first) and the global one; the realm's window counts it from when it really starts. */
+  async #attempt(url: URL, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined): Promise<unknown> {
+    const slot = await this.#realms.acquire(realmId, signal);
+    try {
+      return await this.#global.add(() => {
+        slot.start();
+        return this.#get(url, accessToken, realmId, name, signal);
+      }, signal ? { signal } : {});
+    } finally {
+      slot.release();
     }
-    return q;
   }
 
   async #get(url: URL, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined): Promise<unknown> {

@@ -1,0 +1,146 @@
+/**
+ * The per-realm limits (realm-limiter.ts): at most N in flight and M started in any
+ * window per realm, a realm forgotten once idle past its window, and the limits
+ * still held across that. The limiter alone, then the client against the loopback
+ * QuickBooks server (which records, per realm, what was in flight and when each
+ * request arrived).
+ */
+import { expect } from 'chai';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { PassThrough } from 'node:stream';
+import { QuickBooksClient } from '../../lib/quickbooks/client.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { RealmLimiter, type RealmSlot } from '../../lib/quickbooks/realm-limiter.ts';
+import { createLogger } from '../../lib/telemetry/log.ts';
+
+/** Whether the promise has settled after the pending callbacks ran. */
+async function settled(p: Promise<unknown>): Promise<boolean> {
+  let done = false;
+  void p.then(() => (done = true), () => (done = true));
+  await sleep(5);
+  return done;
+}
+
+describe('the per-realm limiter', () => {
+  const WINDOW = 200;
+
+  it('admits at most maxInFlight at once; a release lets the next one in, first come first served', async () => {
+    const limiter = new RealmLimiter({ maxInFlight: 2, maxPerWindow: 100, windowMs: WINDOW });
+    const a = await limiter.acquire('r');
+    await limiter.acquire('r');
+    const third = limiter.acquire('r');
+    const fourth = limiter.acquire('r');
+    expect(await settled(third)).to.equal(false);
+    a.start();
+    a.release();
+    a.release(); // twice is once
+    expect(await settled(third)).to.equal(true);
+    expect(await settled(fourth)).to.equal(false);
+    await limiter.acquire('other'); // other realms are not held up
+  });
+
+  it('starts at most maxPerWindow in any window, counting a slot not yet started whatever its age', async () => {
+    const limiter = new RealmLimiter({ maxInFlight: 10, maxPerWindow: 2, windowMs: WINDOW });
+    const slots = [await limiter.acquire('r'), await limiter.acquire('r')];
+    const third = limiter.acquire('r');
+    await sleep(WINDOW * 1.5);
+    // Both admitted long ago but not started: they still fill the window.
+    expect(await settled(third)).to.equal(false);
+    const started = performance.now();
+    for (const s of slots) (s.start(), s.release());
+    await third;
+    expect(performance.now() - started).to.be.greaterThanOrEqual(WINDOW - 2);
+  });
+
+  it('forgets a realm once it is idle and its last start is older than the window, and a forgotten realm starts afresh', async () => {
+    const limiter = new RealmLimiter({ maxInFlight: 2, maxPerWindow: 2, windowMs: WINDOW });
+    const use = async (realm: string) => {
+      const s = await limiter.acquire(realm);
+      s.start();
+      s.release();
+    };
+    await use('a');
+    await use('b');
+    await use('b');
+    expect(limiter.size).to.equal(2);
+    await sleep(WINDOW + 20);
+    const slow = await limiter.acquire('c'); // the sweep (at most once a window) runs here: a and b go
+    expect(limiter.size).to.equal(1);
+    // c is in flight: kept, however long that takes.
+    await sleep(WINDOW + 20);
+    await use('d');
+    expect(limiter.size).to.equal(2);
+    slow.start();
+    slow.release();
+    // b again, after it was forgotten: two at once, as a fresh realm.
+    const t = performance.now();
+    await use('b');
+    await use('b');
+    expect(performance.now() - t).to.be.lessThan(WINDOW / 2);
+  });
+
+  it('keeps an idle realm while its recent starts still fill the window', async () => {
+    const limiter = new RealmLimiter({ maxInFlight: 5, maxPerWindow: 2, windowMs: WINDOW });
+    await sleep(WINDOW * 0.6);
+    const slots: RealmSlot[] = [await limiter.acquire('r'), await limiter.acquire('r')];
+    for (const s of slots) (s.start(), s.release());
+    const first = performance.now();
+    await sleep(WINDOW / 2);
+    await limiter.acquire('x'); // a window since the last sweep: one runs now, and r is idle but its starts are recent
+    expect(limiter.size).to.equal(2);
+    await (await limiter.acquire('r')).release();
+    expect(performance.now() - first).to.be.greaterThanOrEqual(WINDOW - 2);
+  });
+
+  it('rejects a waiting acquire when its signal aborts, with the signal\'s reason, and lets the others through', async () => {
+    const limiter = new RealmLimiter({ maxInFlight: 1, maxPerWindow: 100, windowMs: WINDOW });
+    const held = await limiter.acquire('r');
+    const stop = new AbortController();
+    const waiting = limiter.acquire('r', stop.signal);
+    const next = limiter.acquire('r');
+    stop.abort(new Error('stopped'));
+    await waiting.then(() => expect.fail('admitted'), (err: Error) => expect(err.message).to.equal('stopped'));
+    held.release();
+    expect(await settled(next)).to.equal(true);
+    expect(() => limiter.acquire('r', stop.signal)).to.throw('stopped');
+  });
+});
+
+describe('QuickBooks client: per-realm limits across forgotten realms', () => {
+  let server: LoopbackQuickBooks;
+  beforeEach(async () => {
+    server = await startLoopbackQuickBooks({ clientId: 'client-id', clientSecret: 'client-secret-value' });
+    server.addTokens('111', { accessToken: 'good-access-1', refreshToken: 'r1' });
+    server.addTokens('222', { accessToken: 'good-access-2', refreshToken: 'r2' });
+  });
+  afterEach(() => server.close());
+
+  it('drops an idle realm after its window and still holds max in flight and max per window, before and after', async function () {
+    this.timeout(20_000);
+    const WINDOW = 400;
+    const RANGE = { startDate: '2025-01-01', endDate: '2025-12-31' };
+    const c = new QuickBooksClient({
+      apiUrl: server.apiUrl, accountingMethod: 'Accrual', maxInFlightPerRealm: 2, maxPerMinutePerRealm: 4, maxInFlight: 100, timeoutMs: 2000, backoffMs: 10,
+      rateWindowMs: WINDOW, log: createLogger({ level: 'debug', pretty: false, stream: new PassThrough().resume() }),
+    });
+    server.behave('*', { latencyMs: 30 });
+    const burst = (realm: string, token: string, n: number) => Promise.all(Array.from({ length: n }, () => c.report(realm, token, 'BalanceSheet', RANGE)));
+
+    await burst('111', 'good-access-1', 6);
+    expect(c.realmsTracked).to.equal(1);
+    // A burst that straddles the end of 111's idle time: its last starts are recent.
+    await sleep(WINDOW / 2);
+    const second = burst('111', 'good-access-1', 6);
+    await sleep(WINDOW * 2.5);
+    await second;
+    await sleep(WINDOW + 50);
+    await burst('222', 'good-access-2', 1); // the sweep: 111 is idle past its window
+    expect(c.realmsTracked).to.equal(1);
+    await burst('111', 'good-access-1', 6);
+
+    const times = server.stats('111').startedAt;
+    expect(times).to.have.length(18);
+    for (let i = 4; i < times.length; i++) expect(times[i]! - times[i - 4]!, `requests ${i - 4} and ${i}`).to.be.greaterThanOrEqual(WINDOW - 10);
+    expect(server.stats('111').maxInFlight).to.equal(2);
+  });
+});
