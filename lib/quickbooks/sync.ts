@@ -6,8 +6,8 @@
  */
 import type { Knex } from 'knex';
 import { upsertQuickBooksPeriods, type PeriodValues } from '../sql/financial-periods.ts';
-import { lockLiveIntegration, recordSyncOutcome, type SyncCandidate } from '../sql/quickbooks.ts';
-import { escalateSignal, findOpenSignal, insertLedgerEntries, openSignal, resolveSignals } from '../sql/signals.ts';
+import { recordSyncOutcomeIfLive, type SyncCandidate } from '../sql/quickbooks.ts';
+import { escalateSignal, findOpenSignal, openSignal, resolveOpenSignal } from '../sql/signals.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import type { QuickBooksClient } from './client.ts';
@@ -82,20 +82,20 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
     return recordFailure(deps, c, err as Error, log).then((error) => ({ ...base, status: 'failed' as const, error, ...(err instanceof QuickBooksReauthError ? { needsReauth: true } : {}) }));
   }
 
+  // One transaction of five statements: BEGIN, the outcome (which also locks the
+  // integration and checks its company is live), the periods, the ledger entry with
+  // the recovery of an open failure signal, COMMIT.
   const counts = await deps.db.transaction(async (trx) => {
     // The company may have been deleted while its reports were fetched: write nothing.
-    if (!(await lockLiveIntegration(trx, c.id))) return null;
+    if (!(await recordSyncOutcomeIfLive(trx, c.id, { status: 'SUCCESS', error: null }, deps.now))) return null;
     const written = await upsertQuickBooksPeriods(trx, c.companyId, months.map(toPeriod), deps.now);
-    await recordSyncOutcome(trx, c.id, { status: 'SUCCESS', error: null }, deps.now);
-    await insertLedgerEntries(trx, [{
+    await resolveOpenSignal(trx, { companyId: c.companyId, eventType: SYNC_FAILED_EVENT, userId: null }, 'SYNC_RECOVERED', deps.now, [{
       companyId: c.companyId,
       signalId: null,
       entryType: 'FINANCIALS_SYNCED',
       summary: `QuickBooks financials synced: ${months.length} months (${written.created} new, ${written.updated} changed)`,
       details: { integrationId: c.id, realmId: c.realmId, ...window, months: months.length, periodsCreated: written.created, periodsUpdated: written.updated, periodsConflicted: written.conflicted },
-    }], deps.now);
-    const open = await findOpenSignal(trx, c.companyId, SYNC_FAILED_EVENT, null);
-    if (open) await resolveSignals(trx, [open.id], 'SYNC_RECOVERED', deps.now);
+    }]);
     return written;
   });
   if (!counts) {
@@ -150,8 +150,7 @@ async function recordFailure(deps: SyncDeps, c: SyncCandidate, err: Error, log: 
   const metadata = { integrationId: c.id, realmId: c.realmId, error, needsReauth: reauth, ...((err as { intuitTid?: string }).intuitTid ? { intuitTid: (err as { intuitTid?: string }).intuitTid } : {}) };
   await deps.db.transaction(async (trx) => {
     // A company deleted during the sync gets no failure signal (nor a foreign-key error).
-    if (!(await lockLiveIntegration(trx, c.id))) return;
-    await recordSyncOutcome(trx, c.id, { status: 'FAILED', error, needsReauth: reauth }, deps.now);
+    if (!(await recordSyncOutcomeIfLive(trx, c.id, { status: 'FAILED', error, needsReauth: reauth }, deps.now))) return;
     const open = await findOpenSignal(trx, c.companyId, SYNC_FAILED_EVENT, null);
     if (!open) {
       await openSignal(trx, { companyId: c.companyId, userId: null, channel: 'INTEGRATION', eventType: SYNC_FAILED_EVENT, category: 'FINANCIAL', severity, confidence: 'CONFIDENT', title, description: error, metadata }, deps.now);

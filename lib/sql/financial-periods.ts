@@ -3,7 +3,7 @@
  * upserted by (company_id, period_start) with change detection. A MANUAL row is
  * never overwritten, even by a race (the upsert's WHERE guards it in the database).
  */
-import { Decimal } from 'decimal.js';
+import type { Decimal } from 'decimal.js';
 import type { Knex } from 'knex';
 
 /** The money columns, in one place: the comparison and the upsert use the same list. */
@@ -24,71 +24,61 @@ export interface UpsertCounts {
   unchanged: number;
 }
 
+const FIELDS = PERIOD_FIELDS.join(', ');
+const V_FIELDS = PERIOD_FIELDS.map((f) => `v.${f}`).join(', ');
+
 /**
- * Upserts a company's QuickBooks months. Reads the rows already there for those
- * months (one query), then writes only new and changed months (one multi-row
- * statement), and stamps `synced_at` on the unchanged ones.
+ * The upsert as one statement, all parts on the same snapshot:
+ * - `v`: the months to store (money as 2-decimal strings, so equality is money equality);
+ * - `old`: the rows already there for those months, and whether their amounts are the same;
+ * - `written`: inserts the new months and overwrites the changed QUICKBOOKS ones; its
+ *   ON CONFLICT … WHERE guards a row that is (or turned) MANUAL meanwhile, in the database;
+ * - `stamped`: stamps `synced_at` on the unchanged QUICKBOOKS rows;
+ * - then the counts. Whatever was to be written and was not is a conflict.
+ */
+const UPSERT_SQL = `
+with v as (
+  select * from jsonb_to_recordset(?::jsonb) as v(period_start date, period_end date, ${PERIOD_FIELDS.map((f) => `${f} numeric`).join(', ')})
+),
+old as (
+  select fp.period_start, fp.source = 'MANUAL' as manual, (${PERIOD_FIELDS.map((f) => `fp.${f}`).join(', ')}) is not distinct from (${V_FIELDS}) as same
+  from financial_periods fp join v on v.period_start = fp.period_start
+  where fp.company_id = ?
+),
+written as (
+  insert into financial_periods as fp (company_id, period_start, period_end, ${FIELDS}, source, synced_at, created_at, updated_at)
+  select ?::text, v.period_start, v.period_end, ${V_FIELDS}, 'QUICKBOOKS', ?::timestamptz, ?::timestamptz, ?::timestamptz
+  from v left join old on old.period_start = v.period_start
+  where old.period_start is null or not (old.manual or old.same)
+  on conflict (company_id, period_start) do update
+    set period_end = excluded.period_end, ${PERIOD_FIELDS.map((f) => `${f} = excluded.${f}`).join(', ')}, synced_at = excluded.synced_at, updated_at = excluded.updated_at
+    where fp.source = 'QUICKBOOKS'
+  returning fp.period_start
+),
+stamped as (
+  update financial_periods fp set synced_at = ?::timestamptz
+  from old
+  where fp.company_id = ? and fp.period_start = old.period_start and old.same and not old.manual and fp.source = 'QUICKBOOKS'
+)
+select
+  (select count(*) from v)::int as total,
+  (select count(*) from written w where not exists (select 1 from old where old.period_start = w.period_start))::int as created,
+  (select count(*) from written w where exists (select 1 from old where old.period_start = w.period_start))::int as updated,
+  (select count(*) from old where old.same and not old.manual)::int as unchanged`;
+
+/**
+ * Upserts a company's QuickBooks months in one statement (UPSERT_SQL): new months
+ * inserted, changed QUICKBOOKS months overwritten, unchanged ones only stamped with
+ * `synced_at`, MANUAL ones left alone and counted as conflicted.
  */
 export async function upsertQuickBooksPeriods(db: Knex, companyId: string, periods: PeriodValues[], now: Date): Promise<UpsertCounts> {
-  const counts: UpsertCounts = { created: 0, updated: 0, conflicted: 0, unchanged: 0 };
-  if (!periods.length) return counts;
-  const existing: Array<Record<string, unknown>> = await db('financial_periods')
-    .where({ company_id: companyId })
-    .whereIn('period_start', periods.map((p) => p.periodStart))
-    .select('period_start', 'source', ...PERIOD_FIELDS);
-  const byStart = new Map(existing.map((r) => [dateText(r.period_start), r]));
-
-  const toWrite: Array<Record<string, unknown>> = [];
-  const unchanged: string[] = [];
-  for (const p of periods) {
-    const row = byStart.get(p.periodStart);
-    if (row?.source === 'MANUAL') {
-      counts.conflicted++;
-      continue;
-    }
-    if (row && PERIOD_FIELDS.every((f) => same(row[f], p.values[f]))) {
-      unchanged.push(p.periodStart);
-      continue;
-    }
-    toWrite.push({
-      company_id: companyId,
-      period_start: p.periodStart,
-      period_end: p.periodEnd,
-      ...Object.fromEntries(PERIOD_FIELDS.map((f) => [f, p.values[f]?.toFixed(2) ?? null])),
-      source: 'QUICKBOOKS',
-      synced_at: now,
-      created_at: now,
-      updated_at: now,
-    });
-  }
-  if (toWrite.length) {
-    const written: Array<{ period_start: unknown }> = await db('financial_periods')
-      .insert(toWrite)
-      .onConflict(['company_id', 'period_start'])
-      .merge(['period_end', ...PERIOD_FIELDS, 'synced_at', 'updated_at'])
-      .where('financial_periods.source', 'QUICKBOOKS')
-      .returning(['period_start']);
-    for (const w of written) {
-      if (byStart.has(dateText(w.period_start))) counts.updated++;
-      else counts.created++;
-    }
-    // A month that turned MANUAL between our read and our write was left alone.
-    counts.conflicted += toWrite.length - written.length;
-  }
-  if (unchanged.length) {
-    await db('financial_periods').where({ company_id: companyId, source: 'QUICKBOOKS' }).whereIn('period_start', unchanged).update({ synced_at: now });
-    counts.unchanged = unchanged.length;
-  }
-  return counts;
-}
-
-/** Equal as money (2 decimals), null only equal to null. */
-function same(stored: unknown, value: Decimal | null): boolean {
-  if (stored === null || stored === undefined) return value === null;
-  if (value === null) return false;
-  return new Decimal(String(stored)).equals(value.toDecimalPlaces(2));
-}
-
-function dateText(v: unknown): string {
-  return v instanceof Date ? v.toISOString().slice(0, 10) : String(v).slice(0, 10);
+  if (!periods.length) return { created: 0, updated: 0, conflicted: 0, unchanged: 0 };
+  const months = periods.map((p) => {
+    const row: Record<string, string | null> = { period_start: p.periodStart, period_end: p.periodEnd };
+    for (const f of PERIOD_FIELDS) row[f] = p.values[f]?.toFixed(2) ?? null;
+    return row;
+  });
+  const { rows } = await db.raw<{ rows: Array<{ total: number; created: number; updated: number; unchanged: number }> }>(UPSERT_SQL, [JSON.stringify(months), companyId, companyId, now, now, now, now, companyId]);
+  const { total, created, updated, unchanged } = rows[0]!;
+  return { created, updated, unchanged, conflicted: total - created - updated - unchanged };
 }

@@ -138,32 +138,23 @@ export async function saveTokens(trx: Knex, id: string, t: Omit<StoredTokens, 'n
 }
 
 /**
- * Locks the integration's row for the rest of the transaction, if it and its
- * company still exist and the company is not deleted. The candidate was selected
- * before its (slow) QuickBooks calls; a company deleted meanwhile must get nothing
- * written (a hard delete would make the writes fail on the foreign keys, a soft
- * delete would store periods and signals for a deleted company). Returns whether
- * the sync may write.
+ * Records the outcome of a sync on the integration, if it and its company still
+ * exist and the company is not deleted, and returns whether it did. One statement:
+ * the UPDATE also locks the row for the rest of the caller's transaction, and its
+ * join with companies is the liveness check. The candidate was selected before its
+ * (slow) QuickBooks calls; a company deleted meanwhile must get nothing written (a
+ * hard delete would make the writes fail on the foreign keys, a soft delete would
+ * store periods and signals for a deleted company), so a false return means the
+ * caller writes nothing else.
  */
-export async function lockLiveIntegration(trx: Knex, id: string): Promise<boolean> {
+export async function recordSyncOutcomeIfLive(trx: Knex, id: string, outcome: { status: 'SUCCESS' | 'FAILED'; error: string | null; needsReauth?: boolean }, now: Date): Promise<boolean> {
   const { rows } = await trx.raw<{ rows: unknown[] }>(
-    `select 1 from quickbooks_integrations i join companies c on c.id = i.company_id
-     where i.id = ? and c.deleted_at is null
-     for update of i`,
-    [id],
+    `update quickbooks_integrations i
+     set last_sync_at = ?, last_sync_status = ?, last_sync_error = ?, needs_reauth = i.needs_reauth or ?, updated_at = ?
+     from companies c
+     where i.id = ? and c.id = i.company_id and c.deleted_at is null
+     returning 1`,
+    [now, outcome.status, outcome.error, outcome.needsReauth === true, now, id],
   );
   return rows.length > 0;
-}
-
-/** Records the outcome of a sync on the integration. */
-export async function recordSyncOutcome(trx: Knex, id: string, outcome: { status: 'SUCCESS' | 'FAILED'; error: string | null; needsReauth?: boolean }, now: Date): Promise<void> {
-  await trx('quickbooks_integrations')
-    .where({ id })
-    .update({
-      last_sync_at: now,
-      last_sync_status: outcome.status,
-      last_sync_error: outcome.error,
-      ...(outcome.needsReauth ? { needs_reauth: true } : {}),
-      updated_at: now,
-    });
 }

@@ -150,3 +150,31 @@ export async function escalateSignals(db: Knex, escalations: Escalation[], now: 
   await insertLedgerEntries(db, escalated.map((e) => ({ companyId: e.companyId, signalId: e.id, entryType: 'SIGNAL_ESCALATED' as const, summary: e.title, details: { fromSeverity: e.fromSeverity, severity: e.severity, ...e.metadata } })), now);
   return escalated.map((e) => e.id);
 }
+
+/**
+ * Resolves the open signal of a kind for a company (and user), if there is one,
+ * with its SIGNAL_RESOLVED entry, and appends `entries` (other ledger entries of
+ * the same change) alongside: one statement, so one round trip. Returns the id
+ * resolved, or null.
+ */
+export async function resolveOpenSignal(db: Knex, subject: { companyId: string; eventType: string; userId: string | null }, resolution: string, now: Date, entries: LedgerEntry[] = []): Promise<string | null> {
+  const { rows } = await db.raw<{ rows: Array<{ id: string }> }>(
+    `with resolved as (
+       update signals set resolved_at = ?, resolution = ?, updated_at = ?
+       where company_id = ? and event_type = ? and coalesce(user_id, '') = ? and resolved_at is null
+       returning id, company_id, title
+     ),
+     entries as (
+       insert into value_ledger_entries (company_id, signal_id, entry_type, summary, details, created_at)
+       select e.company_id, e.signal_id, e.entry_type, e.summary, e.details, ?::timestamptz
+       from jsonb_to_recordset(?::jsonb) as e(company_id text, signal_id text, entry_type text, summary text, details jsonb)
+       union all
+       select r.company_id, r.id, 'SIGNAL_RESOLVED', 'Resolved: ' || r.title, jsonb_build_object('resolution', ?::text), ?::timestamptz
+       from resolved r
+     )
+     select id from resolved`,
+    [now, resolution, now, subject.companyId, subject.eventType, subject.userId ?? '', now,
+      JSON.stringify(entries.map((e) => ({ company_id: e.companyId, signal_id: e.signalId, entry_type: e.entryType, summary: e.summary, details: e.details }))), resolution, now],
+  );
+  return rows[0]?.id ?? null;
+}
