@@ -5,10 +5,10 @@
  *
  *   1. Users who came back: resolve their open user_inactivity signals.
  *   2. Candidates (owners of active companies, inactive 21+ days), page by page:
- *      for each user, in one transaction, open a signal per owned active company
- *      that has none, or escalate MEDIUM → HIGH at 45 days; then, after commit, one
- *      nudge email if something was opened or escalated (and preferences and the
- *      7-day cap allow).
+ *      for the page's users, in one transaction, open a signal per owned active
+ *      company that has none, or escalate MEDIUM → HIGH at 45 days; then, after
+ *      commit, one nudge email per user for whom something was opened or escalated
+ *      (and preferences and the 7-day cap allow).
  *   3. Summarise.
  *
  * Idempotency: the partial unique index on open signals (a rerun or a racing run
@@ -17,13 +17,13 @@
  * owed by a run that stopped after committing its signals (or that failed with a
  * known error) is sent by the next run while the signal is less than 7 days old.
  */
-import { createEmailService, type EmailService, type SendResult } from '../lib/email/service.ts';
+import { createEmailService, type EmailService, type OutgoingEmail, type SendOptions, type SendResult } from '../lib/email/service.ts';
 import { renderInactivityNudge } from '../lib/email/templates/inactivity-nudge.ts';
 import { isConnectionError } from '../lib/errors.ts';
 import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
 import { OUTCOME_UNKNOWN } from '../lib/sql/email-log.ts';
 import { countInactiveOwners, inactiveOwnerBatches, INACTIVITY_EVENT, openInactivitySignalBatches, type Candidate, type OwnedCompany, type PageOptions } from '../lib/sql/inactivity.ts';
-import { escalateSignals, openSignals, resolveSignals, type Severity } from '../lib/sql/signals.ts';
+import { escalateSignals, openSignals, resolveSignals, type Escalation, type NewSignal, type Severity } from '../lib/sql/signals.ts';
 
 /** Inactive from this many whole days: MEDIUM. */
 export const INACTIVE_DAYS = 21;
@@ -32,6 +32,8 @@ export const HIGH_DAYS = 45;
 /** At most one nudge per user in this many days. */
 export const NUDGE_CAP_DAYS = 7;
 const DAY_MS = 86_400_000;
+/** Pages worked on at once: the next page is read while one is written and emailed. */
+const PAGES_IN_FLIGHT = 2;
 
 export function severityFor(daysInactive: number): Severity {
   return daysInactive >= HIGH_DAYS ? 'HIGH' : 'MEDIUM';
@@ -69,7 +71,7 @@ const job: JobDefinition = {
   },
 
   async run(ctx) {
-    const counts: Counts = { usersChecked: 0, signalsCreated: 0, signalsEscalated: 0, signalsResolved: 0, emailsSent: 0, emailsSuppressed: 0, emailsFailed: 0, emailsOutcomeUnknown: 0, skipped: 0 };
+    const counts = zeroCounts();
     const emails = createEmailService({ config: ctx.config, db: ctx.db, log: ctx.log, dryRun: ctx.dryRun, now: ctx.now, types: ['INACTIVITY_NUDGE'], signal: ctx.signal });
     ctx.defer(() => emails.close());
     counts.emailsOutcomeUnknown = await emails.recoverStale();
@@ -78,7 +80,8 @@ const job: JobDefinition = {
     // 1. Users who came back: their open signals resolved, set-based.
     counts.signalsResolved = await resolveReturnedUsers(ctx, scope);
 
-    // 2. Candidates: owners of active companies inactive 21+ days, one user at a time.
+    // 2. Candidates: owners of active companies inactive 21+ days, a page at a time
+    //    (a page that fails is done again one user at a time).
     const candidates = { ...scope, minDaysInactive: INACTIVE_DAYS };
     await ctx.forEach<Candidate>({
       phase: 'users',
@@ -86,11 +89,8 @@ const job: JobDefinition = {
       total: await countInactiveOwners(ctx.db, candidates),
       source: inactiveOwnerBatches(ctx.db, candidates),
       id: (c) => c.userId,
-      concurrency: Math.max(1, Math.min(8, ctx.config.databasePoolMax - 2)),
-      handle: async (candidate) => {
-        counts.usersChecked++;
-        return checkUser(ctx, emails, candidate, counts);
-      },
+      concurrency: PAGES_IN_FLIGHT,
+      handleBatch: (page) => checkUsers(ctx, emails, page, counts),
     });
 
     await emails.close();
@@ -129,38 +129,73 @@ interface Changed {
   severity: Severity;
 }
 
-/** One candidate: signals for each owned active company, then at most one nudge. */
-async function checkUser(ctx: JobContext, emails: EmailService, c: Candidate, counts: Counts): Promise<string> {
-  const severity = severityFor(c.daysInactive);
-  const title = `Owner inactive for ${c.daysInactive} days`;
-  const metadata = { daysInactive: c.daysInactive, lastActiveAt: c.lastActiveAt.toISOString() };
-
-  const toOpen = c.companies.filter((o) => !o.openSignal);
-  const toEscalate = severity === 'HIGH' ? c.companies.filter((o) => o.openSignal?.severity === 'MEDIUM') : [];
-  const changed: Changed[] = [];
-  if (toOpen.length || toEscalate.length) {
-    const { opened, escalated } = await ctx.db.transaction(async (trx) => ({
-      opened: await openSignals(
-        trx,
-        toOpen.map((o) => ({ companyId: o.companyId, userId: c.userId, channel: 'TIME_DECAY', eventType: INACTIVITY_EVENT, category: 'PERSONAL', severity, confidence: 'CONFIDENT', title, metadata })),
-        ctx.now,
-      ),
-      escalated: await escalateSignals(
-        trx,
-        toEscalate.map((o) => ({ id: o.openSignal!.id, companyId: o.companyId, fromSeverity: 'MEDIUM', severity: 'HIGH', title, metadata })),
-        ctx.now,
-      ),
-    }));
-    changed.push(...opened.map((s) => ({ signalId: s.id, severity })), ...escalated.map((id) => ({ signalId: id, severity: 'HIGH' as const })));
-    counts.signalsCreated += opened.length;
-    counts.signalsEscalated += escalated.length;
+/**
+ * A page of candidates: in one transaction, a signal for each owned active company
+ * that has none and MEDIUM → HIGH at 45 days, for every user of the page (two
+ * statements, whatever its size); then, after commit, each user's nudge, if one
+ * is due (claimed and recorded per chunk by the email service). The counts are
+ * added only once the page is done: a page that fails is done again user by user.
+ */
+async function checkUsers(ctx: JobContext, emails: EmailService, page: Candidate[], total: Counts): Promise<Array<string | Error>> {
+  try {
+    return await checkPage(ctx, emails, page, total);
+  } catch (err) {
+    // A user who fails alone was still checked (a failed page is counted by its users' retries).
+    if (page.length === 1) total.usersChecked++;
+    throw err;
   }
-  // Pairs left alone: an open signal that needs nothing, or one a racing run just opened or changed.
-  counts.skipped += c.companies.length - changed.length;
+}
 
-  const target = nudgeTarget(ctx.now, c.companies, changed);
-  if (target) count(counts, await nudge(ctx, emails, c, target));
-  return changed.length ? 'changed' : 'unchanged';
+async function checkPage(ctx: JobContext, emails: EmailService, page: Candidate[], total: Counts): Promise<Array<string | Error>> {
+  const counts = zeroCounts();
+  const plans = page.map((c) => {
+    const severity = severityFor(c.daysInactive);
+    const title = `Owner inactive for ${c.daysInactive} days`;
+    const metadata = { daysInactive: c.daysInactive, lastActiveAt: c.lastActiveAt.toISOString() };
+    return {
+      severity,
+      open: c.companies.filter((o) => !o.openSignal).map((o): NewSignal => ({ companyId: o.companyId, userId: c.userId, channel: 'TIME_DECAY', eventType: INACTIVITY_EVENT, category: 'PERSONAL', severity, confidence: 'CONFIDENT', title, metadata })),
+      escalate: (severity === 'HIGH' ? c.companies.filter((o) => o.openSignal?.severity === 'MEDIUM') : []).map((o): Escalation => ({ id: o.openSignal!.id, companyId: o.companyId, fromSeverity: 'MEDIUM', severity: 'HIGH', title, metadata })),
+    };
+  });
+  const toOpen = plans.flatMap((p) => p.open);
+  const toEscalate = plans.flatMap((p) => p.escalate);
+  const { opened, escalated } =
+    toOpen.length || toEscalate.length
+      ? await ctx.db.transaction(async (trx) => ({ opened: await openSignals(trx, toOpen, ctx.now), escalated: await escalateSignals(trx, toEscalate, ctx.now) }))
+      : { opened: [], escalated: [] };
+
+  // What changed, per user. Pairs left alone: an open signal that needs nothing,
+  // or one a racing run just opened or changed.
+  const changedBy = new Map<string, Changed[]>();
+  const add = (userId: string, change: Changed) => changedBy.set(userId, [...(changedBy.get(userId) ?? []), change]);
+  for (const s of opened) add(s.userId!, { signalId: s.id, severity: s.severity });
+  const escalatedIds = new Set(escalated);
+  page.forEach((c, i) => plans[i]!.escalate.filter((e) => escalatedIds.has(e.id)).forEach((e) => add(c.userId, { signalId: e.id, severity: 'HIGH' })));
+  counts.signalsCreated = opened.length;
+  counts.signalsEscalated = escalated.length;
+
+  const nudges = page.flatMap((c) => {
+    const changed = changedBy.get(c.userId) ?? [];
+    counts.skipped += c.companies.length - changed.length;
+    const target = nudgeTarget(ctx.now, c.companies, changed);
+    return target ? [{ userId: c.userId, ...nudgeFor(ctx, c, target) }] : [];
+  });
+  const results = await emails.sendMany(nudges);
+  // A nudge delivered but not recorded as SENT fails its user (the row stays PENDING, never resent).
+  const unrecorded = new Map<string, Error>();
+  results.forEach((result, i) => {
+    count(counts, result);
+    if (result.outcome === 'unrecorded') unrecorded.set(nudges[i]!.userId, new Error(`nudge delivered but not recorded as sent: ${result.error}`));
+  });
+
+  counts.usersChecked = page.length;
+  for (const k of Object.keys(total) as Array<keyof Counts>) total[k] += counts[k];
+  return page.map((c) => unrecorded.get(c.userId) ?? (changedBy.has(c.userId) ? 'changed' : 'unchanged'));
+}
+
+function zeroCounts(): Counts {
+  return { usersChecked: 0, signalsCreated: 0, signalsEscalated: 0, signalsResolved: 0, emailsSent: 0, emailsSuppressed: 0, emailsFailed: 0, emailsOutcomeUnknown: 0, skipped: 0 };
 }
 
 /**
@@ -179,8 +214,8 @@ function nudgeTarget(now: Date, companies: OwnedCompany[], changed: Changed[]): 
   return owed && age >= 0 && age < NUDGE_CAP_DAYS * DAY_MS ? { signalId: newest.id, severity: newest.severity } : null;
 }
 
-/** Sends (or records as suppressed) the user's nudge naming every owned active company. */
-async function nudge(ctx: JobContext, emails: EmailService, c: Candidate, target: Changed): Promise<SendResult> {
+/** The user's nudge naming every owned active company, suppressed when preferences or the 7-day cap say so. */
+function nudgeFor(ctx: JobContext, c: Candidate, target: Changed): { email: OutgoingEmail; options: SendOptions } {
   const rendered = renderInactivityNudge(
     {
       userName: c.name,
@@ -191,10 +226,10 @@ async function nudge(ctx: JobContext, emails: EmailService, c: Candidate, target
   );
   const capped = c.nudge.lastNudgeSentAt !== null && ctx.now.getTime() - c.nudge.lastNudgeSentAt.getTime() < NUDGE_CAP_DAYS * DAY_MS;
   const suppress = !c.nudge.inactivityNudges || c.nudge.unsubscribedAll ? 'preferences' : capped ? 'cap' : undefined;
-  return emails.send(
-    { type: 'INACTIVITY_NUDGE', idempotencyKey: `inactivity:${c.userId}:${target.signalId}:${target.severity}`, userId: c.userId, to: c.email, ...rendered },
-    suppress ? { suppress } : {},
-  );
+  return {
+    email: { type: 'INACTIVITY_NUDGE', idempotencyKey: `inactivity:${c.userId}:${target.signalId}:${target.severity}`, userId: c.userId, to: c.email, ...rendered },
+    options: suppress ? { suppress } : {},
+  };
 }
 
 function count(counts: Counts, result: SendResult): void {

@@ -10,8 +10,11 @@ import { companyBatches, owedReportBatches } from '../lib/drift/batches.ts';
 import { computeDriftReport } from '../lib/drift/engine.ts';
 import { reportingPeriod } from '../lib/drift/period.ts';
 import { createEmailService } from '../lib/email/service.ts';
-import { countActiveCompanies, DRIFT_COLUMNS, insertDriftReport } from '../lib/sql/drift.ts';
+import { countActiveCompanies, DRIFT_COLUMNS, insertDriftReports } from '../lib/sql/drift.ts';
 import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
+
+/** Pages worked on at once: the next page is read while one is stored and emailed. */
+const PAGES_IN_FLIGHT = 2;
 
 const job: JobDefinition = {
   name: 'generate-drift-reports',
@@ -31,19 +34,20 @@ const job: JobDefinition = {
     ctx.defer(() => emails.close());
     // A failed email is an error of the run (exit 1), so that the Job's retry sends what is owed.
     const mailer = createReportMailer({ emails, db: ctx.db, appBaseUrl: ctx.config.appBaseUrl, now: ctx.now, log: ctx.log, onFailure: (key, err) => ctx.tally.fail('email', key, err) });
-    const concurrency = ctx.config.email.concurrency;
 
-    // 1. Emails still owed for reports already stored (any period).
+    // 1. Emails still owed for reports already stored (any period), a page at a time.
     await ctx.forEach({
       phase: 'owed-emails',
       kind: 'report',
       source: owedReportBatches(ctx.db, scope),
       id: (r) => r.id,
-      concurrency,
-      handle: async (r) => ((await mailer.deliver(r.id, r.report, r.recipients)) ? 'emails-settled' : 'emails-owed'),
+      concurrency: PAGES_IN_FLIGHT,
+      handleBatch: async (page) => (await mailer.deliver(page.map((r) => ({ reportId: r.id, report: r.report, recipients: r.recipients })))).map((settled) => (settled ? 'emails-settled' : 'emails-owed')),
     });
 
-    // 2. New reports for the active companies without one.
+    // 2. New reports for the active companies without one, a page at a time: the
+    //    page's reports computed, stored with their ledger entries in one
+    //    transaction, then emailed. A page that fails is done again company by company.
     const { total } = await countActiveCompanies(ctx.db, period, scope);
     await ctx.forEach({
       phase: 'companies',
@@ -51,15 +55,15 @@ const job: JobDefinition = {
       source: companyBatches(ctx.db, period, scope),
       total,
       id: (c) => c.company.id,
-      concurrency,
-      handle: async ({ company, facts, recipients }) => {
-        if (company.hasReport || !facts) return 'skipped';
-        const report = computeDriftReport(facts, period, ctx.now);
-        const reportId = await insertDriftReport(ctx.db, report, ctx.now);
-        if (!reportId) return 'skipped'; // a racing run stored it first, and emails it
-        ctx.log.debug('drift:generated', { reportId, companyId: company.id, period: period.month, direction: report.bri.direction, briDelta: report.bri.delta });
-        await mailer.deliver(reportId, report, recipients);
-        return 'generated';
+      concurrency: PAGES_IN_FLIGHT,
+      handleBatch: async (page) => {
+        const reports = page.flatMap(({ company, facts, recipients }) => (company.hasReport || !facts ? [] : [{ report: computeDriftReport(facts, period, ctx.now), recipients }]));
+        const ids = await insertDriftReports(ctx.db, reports.map((r) => r.report), ctx.now);
+        // A company whose report a racing run stored first is skipped: that run emails it.
+        const stored = reports.filter((r) => ids.has(r.report.company.id)).map((r) => ({ reportId: ids.get(r.report.company.id)!, ...r }));
+        for (const { reportId, report } of stored) ctx.log.debug('drift:generated', { reportId, companyId: report.company.id, period: period.month, direction: report.bri.direction, briDelta: report.bri.delta });
+        await mailer.deliver(stored);
+        return page.map(({ company }) => (ids.has(company.id) ? 'generated' : 'skipped'));
       },
     });
 

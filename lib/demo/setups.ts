@@ -22,7 +22,7 @@ export const DEMO_SETUPS: Partial<Record<JobName, DemoSetupFactory>> = {
     const clientId = 'demo-quickbooks-client';
     const clientSecret = crypto.randomBytes(16).toString('hex');
     const server = await startLoopbackQuickBooks({ clientId, clientSecret, acceptUnknownTokens: true });
-    log.info('demo:quickbooks:started', { message: `loopback QuickBooks (OAuth token endpoint and reports) started in-process at ${server.apiUrl}`, apiUrl: server.apiUrl });
+    log.info('demo:quickbooks:started', { detail: `loopback QuickBooks (OAuth token endpoint and reports) started in-process at ${server.apiUrl}`, apiUrl: server.apiUrl });
     return {
       env: { QUICKBOOKS_CLIENT_ID: clientId, QUICKBOOKS_CLIENT_SECRET: clientSecret, QUICKBOOKS_API_URL: server.apiUrl, QUICKBOOKS_TOKEN_URL: server.tokenUrl },
       close: async () => {

@@ -12,7 +12,7 @@ import type { Knex } from 'knex';
 import type { EmailService, SendResult } from '../email/service.ts';
 import { renderDriftReportEmail } from '../email/templates/drift-report.ts';
 import { OUTCOME_UNKNOWN } from '../sql/email-log.ts';
-import { markReportEmailed, type ReportRecipient } from '../sql/drift.ts';
+import { markReportsEmailed, type ReportRecipient } from '../sql/drift.ts';
 import type { Logger } from '../telemetry/log.ts';
 import type { DriftReport } from './report.ts';
 
@@ -37,26 +37,39 @@ export interface DeliveryResult {
   settled: boolean;
 }
 
+/** A stored report to email, with its owners. */
+export interface ReportToEmail {
+  reportId: string;
+  report: DriftReport;
+  recipients: ReportRecipient[];
+}
+
 /**
- * Sends (or records as suppressed, for owners whose preferences say no) the report
- * to each recipient, one after another.
+ * Sends (or records as suppressed, for owners whose preferences say no) each report
+ * to each of its recipients: every email of the batch through one `sendMany` (its
+ * database work batched). Results in the batch's order.
  */
-export async function deliverReport(emails: EmailService, appBaseUrl: string, report: DriftReport, recipients: ReportRecipient[]): Promise<DeliveryResult> {
-  const out: DeliveryResult = { sent: 0, suppressed: 0, already: 0, failures: [], settled: true };
-  for (const r of recipients) {
-    const key = driftEmailKey(report.company.id, report.period.month, r.userId);
-    const rendered = renderDriftReportEmail(report, { name: r.name }, appBaseUrl);
-    const result = await emails.send(
-      { type: 'DRIFT_REPORT', idempotencyKey: key, userId: r.userId, to: r.email, ...rendered },
-      r.allowed ? {} : { suppress: 'preferences' },
-    );
-    if (result.outcome === 'sent') out.sent++;
-    else if (result.outcome === 'suppressed') out.suppressed++;
-    else if (result.outcome === 'already') out.already++;
-    else out.failures.push({ key, error: result.error ?? 'unknown error' });
-    if (!isSettled(result)) out.settled = false;
-  }
-  return out;
+export async function deliverReports(emails: EmailService, appBaseUrl: string, batch: ReportToEmail[]): Promise<DeliveryResult[]> {
+  const messages = batch.flatMap(({ report, recipients }) =>
+    recipients.map((r) => ({
+      email: { type: 'DRIFT_REPORT' as const, idempotencyKey: driftEmailKey(report.company.id, report.period.month, r.userId), userId: r.userId, to: r.email, ...renderDriftReportEmail(report, { name: r.name }, appBaseUrl) },
+      options: r.allowed ? {} : { suppress: 'preferences' as const },
+    })),
+  );
+  const results = await emails.sendMany(messages);
+  let next = 0;
+  return batch.map(({ recipients }) => {
+    const out: DeliveryResult = { sent: 0, suppressed: 0, already: 0, failures: [], settled: true };
+    for (let k = 0; k < recipients.length; k++, next++) {
+      const result = results[next]!;
+      if (result.outcome === 'sent') out.sent++;
+      else if (result.outcome === 'suppressed') out.suppressed++;
+      else if (result.outcome === 'already') out.already++;
+      else if (result.outcome === 'failed' || result.outcome === 'unrecorded') out.failures.push({ key: messages[next]!.email.idempotencyKey, error: result.error ?? 'unknown error' });
+      if (!isSettled(result)) out.settled = false;
+    }
+    return out;
+  });
 }
 
 /** What a run's report emails came to (summary fields). */
@@ -69,32 +82,38 @@ export interface MailerCounts {
 }
 
 export interface ReportMailer {
-  /** Emails a stored report to its owners and sets its emailed_at once all are settled; returns whether they are. */
-  deliver(reportId: string, report: DriftReport, recipients: ReportRecipient[]): Promise<boolean>;
+  /**
+   * Emails stored reports to their owners and sets emailed_at (one statement) on
+   * those whose emails are all settled; returns, per report, whether they are.
+   */
+  deliver(batch: ReportToEmail[]): Promise<boolean[]>;
   readonly counts: MailerCounts;
 }
 
 /**
  * The run's report mailer. A failed email does not undo its report: the report stays
- * owed (emailed_at null) for the next run, and `onFailure` reports the email.
+ * owed (emailed_at null) for the next run, and `onFailure` reports the email. The
+ * counts are added once the batch is done (a batch that fails is done again).
  */
 export function createReportMailer(deps: { emails: EmailService; db: Knex; appBaseUrl: string; now: Date; log: Logger; onFailure(key: string, error: Error): void }): ReportMailer {
   const counts: MailerCounts = { emailsSent: 0, emailsSuppressed: 0, emailsFailed: 0, reportsAwaitingEmail: 0 };
   return {
     counts,
-    async deliver(reportId, report, recipients) {
-      const d = await deliverReport(deps.emails, deps.appBaseUrl, report, recipients);
-      counts.emailsSent += d.sent;
-      counts.emailsSuppressed += d.suppressed;
-      counts.emailsFailed += d.failures.length;
-      for (const f of d.failures) deps.onFailure(f.key, new Error(f.error));
-      if (d.settled) {
-        await markReportEmailed(deps.db, reportId, deps.now);
-      } else {
-        counts.reportsAwaitingEmail++;
-        deps.log.warn('drift:email-owed', { reportId, companyId: report.company.id, period: report.period.month, failed: d.failures.length });
-      }
-      return d.settled;
+    async deliver(batch) {
+      const results = await deliverReports(deps.emails, deps.appBaseUrl, batch);
+      await markReportsEmailed(deps.db, batch.filter((_, i) => results[i]!.settled).map((b) => b.reportId), deps.now);
+      batch.forEach(({ reportId, report }, i) => {
+        const d = results[i]!;
+        counts.emailsSent += d.sent;
+        counts.emailsSuppressed += d.suppressed;
+        counts.emailsFailed += d.failures.length;
+        for (const f of d.failures) deps.onFailure(f.key, new Error(f.error));
+        if (!d.settled) {
+          counts.reportsAwaitingEmail++;
+          deps.log.warn('drift:email-owed', { reportId, companyId: report.company.id, period: report.period.month, failed: d.failures.length });
+        }
+      });
+      return results.map((d) => d.settled);
     },
   };
 }

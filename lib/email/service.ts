@@ -18,8 +18,8 @@ import type { Knex } from 'knex';
 import PQueue from 'p-queue';
 import pRetry, { AbortError } from 'p-retry';
 import type { Config } from '../config.ts';
-import { PermanentError, TransientError, messageOf } from '../errors.ts';
-import { failStalePending, findEmailLog, insertEmailLog, markFailed, markSent, OUTCOME_UNKNOWN, reclaimFailed, suppressFailed, type EmailLogType } from '../sql/email-log.ts';
+import { isConnectionError, PermanentError, TransientError, messageOf } from '../errors.ts';
+import { claimMany, failStalePending, findEmailLog, insertEmailLog, markFailed, markSent, markSentMany, OUTCOME_UNKNOWN, reclaimFailed, suppressFailed, type EmailLogType } from '../sql/email-log.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutboxTransport } from './outbox.ts';
@@ -48,19 +48,30 @@ export interface OutgoingEmail {
  *   another run): never sent again automatically.
  * - `failed`: the attempt failed (retries exhausted, or a permanent 4xx); the row is
  *   FAILED with the error and a later run may retry it.
+ * - `stopped` (`sendMany` only): the run was asked to stop before this email was
+ *   claimed; nothing was recorded, it is still owed.
+ * - `unrecorded` (`sendMany` only; `send` throws instead): the provider accepted
+ *   it but SENT could not be recorded; the row stays PENDING (later "outcome
+ *   unknown"), never resent. An error of the caller's item.
  */
-export type SendOutcome = 'sent' | 'suppressed' | 'already' | 'failed';
+export type SendOutcome = 'sent' | 'suppressed' | 'already' | 'failed' | 'stopped' | 'unrecorded';
 
 export interface SendResult {
   outcome: SendOutcome;
-  /** status in email_log after the call */
-  status: 'SENT' | 'SUPPRESSED' | 'FAILED' | 'PENDING';
+  /** status in email_log after the call (`UNSENT`: no row, see `stopped`) */
+  status: 'SENT' | 'SUPPRESSED' | 'FAILED' | 'PENDING' | 'UNSENT';
   error?: string;
 }
 
+/** suppress: record SUPPRESSED in email_log (preferences or cap) and send nothing. */
+export interface SendOptions {
+  suppress?: 'preferences' | 'cap';
+}
+
 export interface EmailService {
-  /** suppress: record SUPPRESSED in email_log (preferences or cap) and send nothing. */
-  send(email: OutgoingEmail, options?: { suppress?: 'preferences' | 'cap' }): Promise<SendResult>;
+  send(email: OutgoingEmail, options?: SendOptions): Promise<SendResult>;
+  /** `send` for many emails at once, with batched database work; results in the same order. */
+  sendMany(batch: Array<{ email: OutgoingEmail; options?: SendOptions }>): Promise<SendResult[]>;
   /**
    * Marks PENDING rows left by a run that stopped mid-send as FAILED "outcome
    * unknown" (they may have been delivered, so they are never resent) and returns
@@ -96,6 +107,9 @@ export interface EmailServiceDeps {
   transport?: Transport;
 }
 
+/** `sendMany` claims this many emails per unit of email concurrency at once. */
+const CLAIM_CHUNK_PER_CONCURRENCY = 8;
+
 /** SendGrid category of each email type. */
 const CATEGORIES: Record<EmailType, string> = {
   DRIFT_REPORT: 'drift-report',
@@ -126,7 +140,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     stale ??= (async () => {
       const before = new Date(now.getTime() - (deps.staleAfterMs ?? 3_600_000));
       const n = await failStalePending(db, before, now, deps.types as EmailLogType[] | undefined);
-      if (n) log.warn('email:outcome-unknown', { count: n, message: `${n} email(s) left PENDING by a stopped run marked FAILED (${OUTCOME_UNKNOWN}); not resent` });
+      if (n) log.warn('email:outcome-unknown', { count: n, detail: `${n} email(s) left PENDING by a stopped run marked FAILED (${OUTCOME_UNKNOWN}); not resent` });
       return n;
     })();
     return stale;
@@ -186,11 +200,12 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     return result?.messageId ?? null;
   };
 
-  const send = async (email: OutgoingEmail, options: { suppress?: 'preferences' | 'cap' } = {}): Promise<SendResult> => {
-    if (closed) throw new Error('the email service is closed');
-    await recoverStale();
+  /**
+   * Claims one key: the new row's id (PENDING, or a FAILED row claimed back), or
+   * the final answer when there is nothing to send (suppressed, settled before).
+   */
+  const claim = async (email: OutgoingEmail, options: SendOptions): Promise<{ logId: string } | { result: SendResult }> => {
     const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
-
     if (options.suppress) {
       const reason = `suppressed: ${options.suppress}`;
       const id =
@@ -198,44 +213,134 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
         (await suppressFailed(db, email.idempotencyKey, reason));
       if (id) {
         log.debug('email:suppressed', { ...fields, reason: options.suppress });
-        return { outcome: 'suppressed', status: 'SUPPRESSED' };
+        return { result: { outcome: 'suppressed', status: 'SUPPRESSED' } };
       }
-      return settledBefore(email);
+      return { result: await settledBefore(email) };
     }
+    const logId = await insertEmailLog(db, { userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, status: 'PENDING' }, now);
+    if (logId) return { logId };
+    const reclaimed = await reclaimFailed(db, email.idempotencyKey, now);
+    if (!reclaimed) return { result: await settledBefore(email) };
+    log.info('email:retrying-failed', fields);
+    return { logId: reclaimed };
+  };
 
-    let logId = await insertEmailLog(db, { userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, status: 'PENDING' }, now);
-    if (!logId) {
-      logId = await reclaimFailed(db, email.idempotencyKey, now);
-      if (!logId) return settledBefore(email);
-      log.info('email:retrying-failed', fields);
-    }
-
+  /**
+   * Hands a claimed email to the transport. Returns the provider's message id to
+   * record as SENT, or the final answer (failed, recorded FAILED; or a dry run's
+   * "would send", which records nothing more).
+   */
+  const attempt = async (email: OutgoingEmail, logId: string): Promise<{ messageId: string | null } | { result: SendResult }> => {
+    const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
     if (dryRun) {
       log.debug('email:would-send', { ...fields, transport: transport.name });
-      return { outcome: 'sent', status: 'SENT' };
+      return { result: { outcome: 'sent', status: 'SENT' } };
     }
-    let messageId: string | null;
     try {
-      messageId = await deliver(email, logId);
+      return { messageId: await deliver(email, logId) };
     } catch (err) {
       const error = redact(messageOf(err instanceof AbortError ? (err.originalError ?? err) : err)).slice(0, 500);
       await markFailed(db, logId, error);
       log.error('email:failed', { ...fields, transport: transport.name, error });
-      return { outcome: 'failed', status: 'FAILED', error };
+      return { result: { outcome: 'failed', status: 'FAILED', error } };
     }
-    // The provider accepted it. If recording SENT fails (the database went away, or
-    // refused the write), the row must stay PENDING: marking it FAILED with a known
-    // error would let the next run claim it back and send it twice. The stale sweep
-    // later makes it FAILED "outcome unknown", never resent. The error is the
-    // caller's (an item error; a lost connection ends the run with exit 3).
+  };
+
+  // The provider accepted these. If recording SENT fails (the database went away, or
+  // refused the write), the rows must stay PENDING: marking them FAILED with a known
+  // error would let the next run claim them back and send them twice. The stale
+  // sweep later makes them FAILED "outcome unknown", never resent. Returns the
+  // error of each email whose SENT could not be recorded (a lost connection is
+  // thrown: it ends the run with exit 3).
+  const recordSent = async (sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }>): Promise<Map<OutgoingEmail, Error>> => {
+    const unrecorded = new Map<OutgoingEmail, Error>();
+    const fail = (s: (typeof sent)[number], err: unknown) => {
+      log.error('email:record-failed', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId, error: err, detail: 'delivered, but SENT could not be recorded; left PENDING, never resent' });
+      unrecorded.set(s.email, err instanceof Error ? err : new Error(messageOf(err)));
+    };
     try {
-      await markSent(db, logId, messageId, now);
+      await markSentMany(db, sent, now);
     } catch (err) {
-      log.error('email:record-failed', { ...fields, transport: transport.name, messageId, error: err, message: 'delivered, but SENT could not be recorded; left PENDING, never resent' });
-      throw err;
+      if (isConnectionError(err) || sent.length === 1) {
+        for (const s of sent) fail(s, err);
+        if (isConnectionError(err)) throw err;
+      } else {
+        // One row refused (a trigger, a constraint): the others are recorded one by one.
+        for (const s of sent) await markSent(db, s.id, s.providerMessageId, now).catch((e: unknown) => (isConnectionError(e) ? Promise.reject(e) : fail(s, e)));
+      }
     }
-    log.info('email:sent', { ...fields, transport: transport.name, messageId });
+    for (const s of sent) if (!unrecorded.has(s.email)) log.info('email:sent', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId });
+    return unrecorded;
+  };
+
+  const send = async (email: OutgoingEmail, options: SendOptions = {}): Promise<SendResult> => {
+    if (closed) throw new Error('the email service is closed');
+    await recoverStale();
+    const claimed = await claim(email, options);
+    if ('result' in claimed) return claimed.result;
+    const tried = await attempt(email, claimed.logId);
+    if ('result' in tried) return tried.result;
+    const unrecorded = await recordSent([{ email, id: claimed.logId, providerMessageId: tried.messageId }]);
+    // The error is the caller's: an item error (see recordSent).
+    if (unrecorded.size) throw unrecorded.get(email)!;
     return { outcome: 'sent', status: 'SENT' };
+  };
+
+  /**
+   * `send` for many emails, with the database work batched: the keys of a chunk
+   * are claimed in one statement, the chunk is delivered (at most
+   * `config.email.concurrency` at once), and what the provider accepted is marked
+   * SENT in one statement. A chunk is a few times the concurrency: small enough
+   * that a run killed mid-chunk leaves few emails of unknown outcome, large enough
+   * that the statements per email are a small fraction. When the run is asked to
+   * stop, no further chunk is claimed: those emails are `stopped` (no row, still
+   * owed to the next run). Keys that already had a row go through `send`'s path.
+   */
+  const sendMany = async (batch: Array<{ email: OutgoingEmail; options?: SendOptions }>): Promise<SendResult[]> => {
+    if (closed) throw new Error('the email service is closed');
+    await recoverStale();
+    const results: SendResult[] = new Array<SendResult>(batch.length);
+    const chunkSize = Math.max(1, CLAIM_CHUNK_PER_CONCURRENCY * config.email.concurrency);
+    for (let start = 0; start < batch.length; start += chunkSize) {
+      const chunk = batch.slice(start, start + chunkSize).map((b, k) => ({ ...b, i: start + k }));
+      if (signal.aborted) {
+        for (const { i } of chunk) results[i] = { outcome: 'stopped', status: 'UNSENT' };
+        continue;
+      }
+      const claims = await claimMany(
+        db,
+        chunk.map(({ email, options }) => ({ userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, ...(options?.suppress ? { status: 'SUPPRESSED' as const, error: `suppressed: ${options.suppress}` } : { status: 'PENDING' as const }) })),
+        now,
+      );
+      const sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }> = [];
+      await Promise.all(
+        chunk.map(async ({ email, options, i }) => {
+          const logId = claims.get(email.idempotencyKey);
+          claims.delete(email.idempotencyKey); // a key twice in one batch: the second is settled as a conflict
+          if (!logId) {
+            results[i] = await send(email, options);
+          } else if (options?.suppress) {
+            log.debug('email:suppressed', { key: email.idempotencyKey, type: email.type, userId: email.userId, reason: options.suppress });
+            results[i] = { outcome: 'suppressed', status: 'SUPPRESSED' };
+          } else {
+            const tried = await attempt(email, logId);
+            if ('result' in tried) results[i] = tried.result;
+            else {
+              sent.push({ email, id: logId, providerMessageId: tried.messageId });
+              results[i] = { outcome: 'sent', status: 'SENT' };
+            }
+          }
+        }),
+      );
+      if (sent.length) {
+        const unrecorded = await recordSent(sent);
+        chunk.forEach(({ email, i }) => {
+          const err = unrecorded.get(email);
+          if (err) results[i] = { outcome: 'unrecorded', status: 'PENDING', error: redact(messageOf(err)).slice(0, 500) };
+        });
+      }
+    }
+    return results;
   };
 
   /** The answer for a key that already has a row nobody may take now. */
@@ -249,6 +354,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   return {
     transport: transport.name,
     send,
+    sendMany,
     recoverStale,
     async close() {
       if (closed) return;

@@ -52,10 +52,22 @@ export interface ForEachOptions<T> {
   /** Total items, when known, for progress and ETA. */
   total?: number;
   id(item: T): string;
-  /** Items in flight at once. @defaultValue 1 */
+  /** Items in flight at once (with `handleBatch`: batches). @defaultValue 1 */
   concurrency?: number;
-  /** Does one item; returns its outcome (`generated`, `skipped`, ...). */
-  handle(item: T): Promise<string>;
+  /** Does one item; returns its outcome (`generated`, `skipped`, ...). Without it, `handleBatch` of one item. */
+  handle?(item: T): Promise<string>;
+  /**
+   * Does a whole batch of the source at once and returns each item's outcome, in
+   * the batch's order (an Error for an item that failed on its own: logged,
+   * counted and listed like a failed `handle`). Used instead of `handle` when given: writing a page of
+   * items in one transaction and one statement per kind of row costs a fraction
+   * of one transaction and several round trips per item (bench/FINDINGS.md, 1).
+   * When it throws (an error that is not a lost connection), the same items are
+   * done again one by one with `handle`, so one bad item still fails alone. It
+   * must therefore be safe to repeat: the jobs' writes are idempotent by their
+   * unique keys.
+   */
+  handleBatch?(items: T[]): Promise<Array<string | Error>>;
 }
 
 export interface ItemRunnerDeps {
@@ -69,6 +81,7 @@ export interface ItemRunnerDeps {
 /** Runs `handle` for every item of `source`, isolating failures. */
 export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptions<T>): Promise<void> {
   const { log, signal, tally } = deps;
+  if (!options.handle && !options.handleBatch) throw new Error(`forEach(${options.phase}): give handle or handleBatch`);
   const concurrency = deps.dryRun ? 1 : Math.max(1, options.concurrency ?? 1);
   const progress = new Progress({ log, phase: options.phase, total: options.total });
   let fatal: unknown;
@@ -78,9 +91,16 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
     const id = options.id(item);
     const started = performance.now();
     try {
+      const handle =
+        options.handle ??
+        (async (x: T) => {
+          const [outcome] = await options.handleBatch!([x]);
+          if (outcome instanceof Error) throw outcome;
+          return outcome!;
+        });
       const outcome = await withSpan(`${options.kind}`, { 'exitosx.item.kind': options.kind, 'exitosx.item.id': id }, async (span) => {
         try {
-          const result = await options.handle(item);
+          const result = await handle(item);
           span.setAttribute('exitosx.item.outcome', result);
           return result;
         } catch (err) {
@@ -102,8 +122,50 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
     }
   };
 
+  /** A whole batch, in one span; on failure, its items one by one. */
+  const whole = async (batch: T[], handleBatch: (items: T[]) => Promise<Array<string | Error>>): Promise<void> => {
+    const started = performance.now();
+    try {
+      const outcomes = await withSpan(`${options.kind} batch`, { 'exitosx.item.kind': options.kind, 'exitosx.batch.size': batch.length }, async (span) => {
+        const result = await handleBatch(batch);
+        if (result.length !== batch.length) throw new Error(`forEach(${options.phase}): ${result.length} outcomes for ${batch.length} items`);
+        span.setAttribute('exitosx.item.outcome', summarise(result));
+        return result;
+      });
+      outcomes.forEach((outcome, i) => {
+        if (!(outcome instanceof Error)) return tally.count(outcome);
+        const id = options.id(batch[i]!);
+        log.error('item:failed', { kind: options.kind, id, error: outcome });
+        tally.fail(options.kind, id, outcome);
+      });
+      // The histogram is per item: each item of the batch took its share of it.
+      const share = (performance.now() - started) / 1000 / batch.length;
+      for (let i = 0; i < batch.length; i++) tally.durations.push(share);
+      progress.tick(batch.length);
+    } catch (err) {
+      if (isConnectionError(err)) {
+        fatal ??= new DependencyError(`database connection lost: ${redact(messageOf(err))}`, { cause: err });
+        return;
+      }
+      log.warn('batch:failed', { kind: options.kind, size: batch.length, first: options.id(batch[0]!), error: err, detail: 'doing its items one by one' });
+      for (const item of batch) {
+        if (signal.aborted || fatal) break;
+        await one(item);
+      }
+    }
+  };
+
   try {
     for await (const batch of options.source) {
+      if (options.handleBatch && batch.length) {
+        if (signal.aborted || fatal) break;
+        // Batches in flight (at most `concurrency`): the next page is read while
+        // this one is written and its emails sent.
+        const p = whole(batch, options.handleBatch).finally(() => inFlight.delete(p));
+        inFlight.add(p);
+        if (inFlight.size >= concurrency) await Promise.race(inFlight);
+        continue;
+      }
       for (const item of batch) {
         if (signal.aborted || fatal) break;
         const p = one(item).finally(() => inFlight.delete(p));
@@ -119,4 +181,11 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
   if (fatal) throw fatal;
   // A stop request is not an error here: the job returns what it did so far and
   // the runtime turns the aborted signal into exit 143.
+}
+
+/** A batch's outcomes for its span: `changed:3 error:1 unchanged:2`. */
+function summarise(outcomes: Array<string | Error>): string {
+  const n = new Map<string, number>();
+  for (const o of outcomes.map((x) => (x instanceof Error ? 'error' : x))) n.set(o, (n.get(o) ?? 0) + 1);
+  return [...n].sort(([a], [b]) => a.localeCompare(b)).map(([o, k]) => `${o}:${k}`).join(' ');
 }

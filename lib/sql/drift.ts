@@ -256,25 +256,40 @@ export async function reportRecipients(db: Knex, companyIds: string[]): Promise<
  * already existed (a racing run made it): then nothing is written.
  */
 export async function insertDriftReport(db: Knex, report: DriftReport, now: Date): Promise<string | null> {
+  return (await insertDriftReports(db, [report], now)).get(report.company.id) ?? null;
+}
+
+/**
+ * Stores many reports (each of a different company) and their ledger entries in
+ * one transaction: one multi-row insert, one ledger insert for the rows it made.
+ * Every stored report commits with its own entry; a company whose report for the
+ * period already existed (a racing run made it) gets nothing. Returns the new
+ * reports' ids by company id.
+ */
+export async function insertDriftReports(db: Knex, reports: DriftReport[], now: Date): Promise<Map<string, string>> {
+  if (!reports.length) return new Map();
   return db.transaction(async (trx) => {
-    const { rows } = await trx.raw<{ rows: Array<{ id: string }> }>(
+    const { rows } = await trx.raw<{ rows: Array<{ id: string; company_id: string }> }>(
       `insert into drift_reports (company_id, period_start, period_end, bri_score_start, bri_score_end, bri_delta, direction, report, created_at)
-       values (?, ?, ?, ?::numeric, ?::numeric, ?::numeric, ?, ?::jsonb, ?)
+       select v.company_id, v.period_start, v.period_end, v.bri_start::numeric, v.bri_end::numeric, v.bri_delta::numeric, v.direction, v.report, ?
+       from jsonb_to_recordset(?::jsonb) as v(company_id text, period_start timestamptz, period_end timestamptz,
+                                              bri_start text, bri_end text, bri_delta text, direction text, report jsonb)
        on conflict (company_id, period_start) do nothing
-       returning id`,
-      [report.company.id, report.period.start, report.period.end, report.bri.start, report.bri.end, report.bri.delta, report.bri.direction, JSON.stringify(report), now],
+       returning id, company_id`,
+      [now, JSON.stringify(reports.map((r) => ({
+        company_id: r.company.id, period_start: r.period.start, period_end: r.period.end,
+        bri_start: r.bri.start, bri_end: r.bri.end, bri_delta: r.bri.delta, direction: r.bri.direction, report: r,
+      })))],
     );
-    const id = rows[0]?.id ?? null;
-    if (id) {
-      await insertLedgerEntries(trx, [{
-        companyId: report.company.id,
-        signalId: null,
-        entryType: 'DRIFT_REPORT_GENERATED',
-        summary: `Drift report for ${report.period.month}: ${report.bri.direction}`,
-        details: { driftReportId: id, period: report.period.month, briStart: report.bri.start, briEnd: report.bri.end, briDelta: report.bri.delta, direction: report.bri.direction },
-      }], now);
-    }
-    return id;
+    const ids = new Map(rows.map((r) => [r.company_id, r.id]));
+    await insertLedgerEntries(trx, reports.filter((r) => ids.has(r.company.id)).map((report) => ({
+      companyId: report.company.id,
+      signalId: null,
+      entryType: 'DRIFT_REPORT_GENERATED' as const,
+      summary: `Drift report for ${report.period.month}: ${report.bri.direction}`,
+      details: { driftReportId: ids.get(report.company.id), period: report.period.month, briStart: report.bri.start, briEnd: report.bri.end, briDelta: report.bri.delta, direction: report.bri.direction },
+    })), now);
+    return ids;
   });
 }
 
@@ -300,7 +315,8 @@ export async function reportsOwingEmailPage(db: Knex, scope: CompanyScope, after
   return rows.map((r) => ({ id: r.id, companyId: r.company_id, report: r.report }));
 }
 
-/** Records that every owner's email of a report is settled. */
-export async function markReportEmailed(db: Knex, reportId: string, now: Date): Promise<void> {
-  await db('drift_reports').where({ id: reportId }).whereNull('emailed_at').update({ emailed_at: now });
+/** Records that every owner's email of these reports is settled (one statement). */
+export async function markReportsEmailed(db: Knex, reportIds: string[], now: Date): Promise<void> {
+  if (!reportIds.length) return;
+  await db('drift_reports').whereIn('id', reportIds).whereNull('emailed_at').update({ emailed_at: now });
 }

@@ -110,3 +110,36 @@ export async function failStalePending(db: Knex, before: Date, now: Date, types?
   if (types?.length) q.whereIn('email_type', types);
   return q.update({ status: 'FAILED', error: `${OUTCOME_UNKNOWN}: the run sending it stopped before the provider answered (found PENDING at ${now.toISOString()}); not resent automatically` });
 }
+
+/** A claim of `claimMany`: the row as `insertEmailLog` would write it. */
+export type EmailClaim = NewEmailLog;
+
+/**
+ * Claims many keys in one statement (see `insertEmailLog`): returns, for each key
+ * that had no row, the new row's id. Keys that already had one are absent: the
+ * caller settles those one by one (`reclaimFailed`, `suppressFailed`, ...).
+ */
+export async function claimMany(db: Knex, claims: EmailClaim[], now: Date): Promise<Map<string, string>> {
+  if (!claims.length) return new Map();
+  const { rows } = await db.raw<{ rows: Array<{ id: string; idempotency_key: string }> }>(
+    `insert into email_log (user_id, to_email, email_type, idempotency_key, status, error, created_at)
+     select v.user_id, v.to_email, v.email_type, v.idempotency_key, v.status, v.error, ?
+     from jsonb_to_recordset(?::jsonb) as v(user_id text, to_email text, email_type text, idempotency_key text, status text, error text)
+     on conflict (idempotency_key) do nothing
+     returning id, idempotency_key`,
+    [now, JSON.stringify(claims.map((c) => ({ user_id: c.userId, to_email: c.to, email_type: c.type, idempotency_key: c.idempotencyKey, status: c.status, error: c.error ?? null })))],
+  );
+  return new Map(rows.map((r) => [r.idempotency_key, r.id]));
+}
+
+/** Marks many claimed rows SENT in one statement (see `markSent`). */
+export async function markSentMany(db: Knex, sent: Array<{ id: string; providerMessageId: string | null }>, now: Date): Promise<void> {
+  if (!sent.length) return;
+  await db.raw(
+    `update email_log e
+     set status = 'SENT', provider_message_id = v.mid, sent_at = ?, error = null
+     from jsonb_to_recordset(?::jsonb) as v(id text, mid text)
+     where e.id = v.id and e.status in ('PENDING', 'FAILED')`,
+    [now, JSON.stringify(sent.map((s) => ({ id: s.id, mid: s.providerMessageId })))],
+  );
+}

@@ -43,13 +43,13 @@ describe('email service', function () {
     });
 
     const logLines: Array<Record<string, unknown>> = [];
-    const service = (over: { env?: Record<string, string>; dryRun?: boolean; now?: Date } = {}) => {
+    const service = (over: { env?: Record<string, string>; dryRun?: boolean; now?: Date; signal?: AbortSignal } = {}) => {
       const stream = new PassThrough();
       stream.on('data', (c: Buffer) => {
         for (const l of c.toString().split('\n')) if (l.trim()) logLines.push(JSON.parse(l) as Record<string, unknown>);
       });
       const config = loadConfig({ SENDGRID_API_KEY: sendgrid.apiKey, SENDGRID_API_URL: sendgrid.url, EMAIL_MAX_RETRIES: '2', APP_BASE_URL: 'https://app.example.test', ...over.env });
-      const s = createEmailService({ config, db: db().knex, log: createLogger({ level: 'debug', pretty: false, stream }), dryRun: over.dryRun ?? false, now: over.now ?? NOW, retryMinDelayMs: 10, retryMaxDelayMs: 2000 });
+      const s = createEmailService({ config, db: db().knex, log: createLogger({ level: 'debug', pretty: false, stream }), dryRun: over.dryRun ?? false, now: over.now ?? NOW, retryMinDelayMs: 10, retryMaxDelayMs: 2000, ...(over.signal ? { signal: over.signal } : {}) });
       services.push(s);
       return s;
     };
@@ -218,6 +218,89 @@ describe('email service', function () {
       await Promise.all(Array.from({ length: 6 }, (_, i) => s.send(email(`test:c${i}`))));
       expect(sendgrid.accepted()).to.have.length(6);
       expect(sendgrid.maxConcurrent()).to.equal(2);
+    });
+
+    describe('sendMany', () => {
+      /** Statements the service sends while `fn` runs, by leading verb. */
+      const statements = async (fn: () => Promise<unknown>): Promise<string[]> => {
+        const seen: string[] = [];
+        const listener = (q: { sql: string }) => seen.push(q.sql.trim().split(/\s+/)[0]!.toLowerCase());
+        db().knex.on('query', listener);
+        try {
+          await fn();
+        } finally {
+          db().knex.removeListener('query', listener);
+        }
+        return seen;
+      };
+
+      it('answers each email as send would, in order: new, suppressed, sent before, failed before, bad address', async () => {
+        await service().send(email('m:sent-before'));
+        sendgrid.failNext({ status: 400 });
+        await service().send(email('m:failed-before'));
+        sendgrid.requests.length = 0;
+        const results = await service().sendMany([
+          { email: email('m:new') },
+          { email: email('m:suppressed'), options: { suppress: 'preferences' } },
+          { email: email('m:sent-before') },
+          { email: email('m:failed-before') },
+          { email: { ...email('m:bad'), to: 'not-an-address' } },
+        ]);
+        expect(results.map((r) => r.outcome)).to.deep.equal(['sent', 'suppressed', 'already', 'sent', 'failed']);
+        expect(results[4]!.error).to.match(/invalid recipient address/);
+        expect(sendgrid.accepted().map((r) => (r.body.custom_args as Record<string, string>).idempotency_key).sort()).to.deep.equal(['m:failed-before', 'm:new']);
+        expect((await rows()).map((r) => [r.idempotency_key, r.status])).to.deep.equal([
+          ['m:bad', 'FAILED'], ['m:failed-before', 'SENT'], ['m:new', 'SENT'], ['m:sent-before', 'SENT'], ['m:suppressed', 'SUPPRESSED'],
+        ]);
+        const sent = await db().knex('email_log').where({ idempotency_key: 'm:new' }).first();
+        expect(sent.provider_message_id).to.equal(sendgrid.accepted().find((r) => (r.body.custom_args as Record<string, string>).idempotency_key === 'm:new')!.messageId);
+      });
+
+      it('claims and records a chunk (8 × EMAIL_CONCURRENCY) per statement, with at most EMAIL_CONCURRENCY in flight', async () => {
+        sendgrid.delay(5);
+        const s = service({ env: { EMAIL_CONCURRENCY: '2' } });
+        await s.recoverStale();
+        let results: Awaited<ReturnType<EmailService['sendMany']>> = [];
+        const verbs = await statements(async () => {
+          results = await s.sendMany(Array.from({ length: 40 }, (_, i) => ({ email: email(`m:${String(i).padStart(2, '0')}`) })));
+        });
+        expect(results.every((r) => r.outcome === 'sent')).to.equal(true);
+        // 40 emails in chunks of 16: three claims (insert) and three "mark sent" (update).
+        expect(verbs).to.deep.equal(['insert', 'update', 'insert', 'update', 'insert', 'update']);
+        expect(sendgrid.accepted()).to.have.length(40);
+        expect(sendgrid.maxConcurrent()).to.equal(2);
+        expect((await rows()).filter((r) => r.status === 'SENT' && r.provider_message_id)).to.have.length(40);
+      });
+
+      it('claims no further chunk once the run is asked to stop: those emails are stopped, with no row, and still owed', async () => {
+        sendgrid.delay(100);
+        const stop = new AbortController();
+        const s = service({ env: { EMAIL_CONCURRENCY: '1' }, signal: stop.signal });
+        const pending = s.sendMany(Array.from({ length: 12 }, (_, i) => ({ email: email(`m:${String(i).padStart(2, '0')}`) })));
+        setTimeout(() => stop.abort(), 50);
+        const results = await pending;
+        // The first chunk (8) was claimed before the stop: it is finished; the other 4 are not claimed.
+        expect(results.map((r) => r.outcome)).to.deep.equal([...Array(8).fill('sent'), ...Array(4).fill('stopped')]);
+        expect(results.at(-1)).to.deep.equal({ outcome: 'stopped', status: 'UNSENT' });
+        expect(await rows()).to.have.length(8);
+        const later = await service().sendMany(Array.from({ length: 12 }, (_, i) => ({ email: email(`m:${String(i).padStart(2, '0')}`) })));
+        expect(later.map((r) => r.outcome)).to.deep.equal([...Array(8).fill('already'), ...Array(4).fill('sent')]);
+        expect(sendgrid.accepted()).to.have.length(12);
+      });
+
+      it('sends nothing in a dry run', async () => {
+        const trx = await db().knex.transaction();
+        try {
+          const config = loadConfig({ SENDGRID_API_KEY: sendgrid.apiKey, SENDGRID_API_URL: sendgrid.url });
+          const s = createEmailService({ config, db: trx, log: createLogger({ level: 'error', pretty: false, stream: new PassThrough() }), dryRun: true, now: NOW });
+          expect((await s.sendMany([{ email: email('m:1') }, { email: email('m:2'), options: { suppress: 'cap' } }])).map((r) => r.outcome)).to.deep.equal(['sent', 'suppressed']);
+          await s.close();
+        } finally {
+          await trx.rollback();
+        }
+        expect(sendgrid.requests).to.have.length(0);
+        expect(await rows()).to.have.length(0);
+      });
     });
 
     it('writes .eml and .html files to the outbox when no API key is set', async () => {

@@ -1,5 +1,6 @@
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
+import { forEachItem, Tally } from '../../lib/runtime/items.ts';
 import { Progress } from '../../lib/runtime/progress.ts';
 import { Cleanups, installShutdown } from '../../lib/runtime/shutdown.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';
@@ -23,6 +24,54 @@ describe('runtime parts', () => {
     expect(line).to.include({ phase: 'users', done: 25, total: 100 });
     expect(line!.ratePerSecond).to.be.a('number').greaterThan(0);
     expect(line!.etaSeconds).to.be.a('number');
+  });
+
+  describe('forEach with handleBatch', () => {
+    const deps = (over: { signal?: AbortSignal } = {}) => ({ ...capture(), tally: new Tally(), signal: over.signal ?? new AbortController().signal, dryRun: false });
+    const pages = [[1, 2, 3], [4, 5], [6]];
+
+    it('hands each batch whole and counts one outcome, one duration and one progress tick per item', async () => {
+      const d = deps();
+      const seen: number[][] = [];
+      await forEachItem(d, { phase: 'n', kind: 'number', source: pages, id: String, concurrency: 2, handleBatch: async (b) => (seen.push(b), b.map((n) => (n % 2 ? 'odd' : 'even'))) });
+      expect(seen).to.deep.equal(pages);
+      expect(d.tally.outcomes).to.deep.equal({ odd: 3, even: 3 });
+      expect(d.tally.durations).to.have.length(6);
+      expect(d.tally.errors).to.equal(0);
+    });
+
+    it('does a failed batch again item by item, so that only the bad item fails', async () => {
+      const d = deps();
+      const calls: number[][] = [];
+      await forEachItem(d, {
+        phase: 'n', kind: 'number', source: pages, id: String,
+        handleBatch: async (b) => {
+          calls.push(b);
+          if (b.includes(2)) throw new Error('item 2 is broken');
+          return b.map(() => 'done');
+        },
+      });
+      expect(calls).to.deep.equal([[1, 2, 3], [1], [2], [3], [4, 5], [6]]);
+      expect(d.tally.outcomes).to.deep.equal({ done: 5, error: 1 });
+      expect(d.tally.errorDetails).to.deep.equal([{ kind: 'number', id: '2', error: 'item 2 is broken' }]);
+      await new Promise((r) => setTimeout(r, 20)); // the log stream delivers its lines asynchronously
+      expect(d.lines.find((l) => l.message === 'batch:failed')).to.include({ kind: 'number', size: 3, first: '1' });
+    });
+
+    it('stops at a lost connection (no item-by-item retry) and starts no batch after a stop request', async () => {
+      const lost = deps();
+      const calls: number[][] = [];
+      const gone = Object.assign(new Error('Connection terminated unexpectedly'), { code: 'ECONNRESET' });
+      const thrown = await forEachItem(lost, { phase: 'n', kind: 'number', source: pages, id: String, handleBatch: async (b) => (calls.push(b), Promise.reject(gone)) }).then(() => null, (err: Error) => err);
+      expect(thrown?.message).to.match(/^database connection lost/);
+      expect(calls).to.deep.equal([[1, 2, 3]]);
+
+      const stop = new AbortController();
+      const stopped = deps({ signal: stop.signal });
+      const done: number[][] = [];
+      await forEachItem(stopped, { phase: 'n', kind: 'number', source: pages, id: String, handleBatch: async (b) => (done.push(b), stop.abort(), b.map(() => 'done')) });
+      expect(done).to.deep.equal([[1, 2, 3]]);
+    });
   });
 
   it('runs cleanups last-in-first-out, each in its own try/catch', async () => {

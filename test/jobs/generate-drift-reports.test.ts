@@ -351,6 +351,26 @@ describe('generate-drift-reports', function () {
       expect((await reportOf(knex(), company.id)).emailed_at).to.be.instanceOf(Date);
     });
 
+    it('isolates a company whose report cannot be stored: its page is done again company by company', async () => {
+      const broken = await anOwnedCompany(knex());
+      const fine = await anOwnedCompany(knex());
+      await knex().raw(`create function refuse_report() returns trigger language plpgsql as $$
+        begin if new.company_id = '${broken.company.id}' then raise exception 'simulated failure for %', new.company_id; end if; return new; end $$`);
+      await knex().raw('create trigger refuse_report before insert on drift_reports for each row execute function refuse_report()');
+      try {
+        const { exitCode, summary, logs } = await run();
+        expect(exitCode).to.equal(1);
+        expect(summary).to.include({ success: false, errors: 1, totalCompanies: 2, generated: 1, emailsSent: 1 });
+        expect((summary.errorDetails as Array<{ kind: string; id: string }>).map((e) => [e.kind, e.id])).to.deep.equal([['company', broken.company.id]]);
+        expect(logs.some((l) => l.message === 'batch:failed')).to.equal(true);
+        expect((await storedReports(knex())).map((r) => r.company_id)).to.deep.equal([fine.company.id]);
+        expect(await ledger(knex())).to.have.length(1);
+      } finally {
+        await knex().raw('drop trigger refuse_report on drift_reports');
+        await knex().raw('drop function refuse_report()');
+      }
+    });
+
     it('writes a report once when two runs race for it (on conflict do nothing)', async () => {
       const { company } = await anOwnedCompany(knex());
       const report = { version: 1, company: { id: company.id, name: 'x' }, period: { month: '2026-02', start: FEB_START.toISOString(), end: MAR_START.toISOString() }, bri: { start: null, end: null, delta: null, direction: 'NO_DATA' } } as never;
