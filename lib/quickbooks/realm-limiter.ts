@@ -61,7 +61,7 @@ export class RealmLimiter {
 
   /** Waits (first come, first served) until the realm's limits allow one more request. Rejects with the signal's reason when aborted while waiting. */
   acquire(realmId: string, signal?: AbortSignal): Promise<RealmSlot> {
-    signal?.throwIfAborted();
+    if (signal?.aborted) return Promise.reject(signal.reason as Error);
     this.#sweep();
     let realm = this.#realms.get(realmId);
     if (!realm) {

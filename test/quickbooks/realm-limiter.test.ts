@@ -102,7 +102,7 @@ describe('the per-realm limiter', () => {
     await waiting.then(() => expect.fail('admitted'), (err: Error) => expect(err.message).to.equal('stopped'));
     held.release();
     expect(await settled(next)).to.equal(true);
-    expect(() => limiter.acquire('r', stop.signal)).to.throw('stopped');
+    await limiter.acquire('r', stop.signal).then(() => expect.fail('admitted'), (err: Error) => expect(err.message).to.equal('stopped'));
   });
 });
 
@@ -117,7 +117,7 @@ describe('QuickBooks client: per-realm limits across forgotten realms', () => {
 
   it('drops an idle realm after its window and still holds max in flight and max per window, before and after', async function () {
     this.timeout(20_000);
-    const WINDOW = 400;
+    const WINDOW = 500;
     const RANGE = { startDate: '2025-01-01', endDate: '2025-12-31' };
     const c = new QuickBooksClient({
       apiUrl: server.apiUrl, accountingMethod: 'Accrual', maxInFlightPerRealm: 2, maxPerMinutePerRealm: 4, maxInFlight: 100, timeoutMs: 2000, backoffMs: 10,
@@ -140,7 +140,8 @@ describe('QuickBooks client: per-realm limits across forgotten realms', () => {
 
     const times = server.stats('111').startedAt;
     expect(times).to.have.length(18);
-    for (let i = 4; i < times.length; i++) expect(times[i]! - times[i - 4]!, `requests ${i - 4} and ${i}`).to.be.greaterThanOrEqual(WINDOW - 10);
+    // Arrival times at the server: the first call of a burst may spend longer on the way (a new connection).
+    for (let i = 4; i < times.length; i++) expect(times[i]! - times[i - 4]!, `requests ${i - 4} and ${i}`).to.be.greaterThanOrEqual(WINDOW * 0.9);
     expect(server.stats('111').maxInFlight).to.equal(2);
   });
 });
