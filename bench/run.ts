@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openPostgresUrl } from '../lib/db/connect.ts';
-import { runChild, ROOT, type ChildResult } from './lib/child.ts';
+import { buildCli, runChild, ROOT, type ChildResult } from './lib/child.ts';
 import { copyDatabase, databaseSize, dbStats, dropDatabase, generateTemplate, GENERATOR_VERSION, keyId, readTemplateMeta, serverInfo, statsDelta, urlFor, withAdmin, type DbStats, type TemplateMeta } from './lib/database.ts';
 import { driftFloor, inactivityFloor, syncFloor, type Floor } from './lib/floors.ts';
 import { scaleFor } from './lib/generate.ts';
@@ -89,11 +89,15 @@ const QBO_CONCURRENCY = 50;
 const QBO_PER_REALM_IN_FLIGHT = 10;
 const QBO_PER_REALM_PER_MINUTE = 500;
 
+/** The image's NODE_OPTIONS (Dockerfile `ENV NODE_OPTIONS=…`): the jobs run as deployed. */
+const IMAGE_NODE_OPTIONS = /^\s*(?:ENV\s+)?NODE_OPTIONS=("[^"]*"|\S+)/m.exec(fs.readFileSync(path.join(ROOT, 'Dockerfile'), 'utf8'))?.[1]?.replace(/^"|"$/g, '') ?? '';
+
 const log = (line: string) => console.log(`[bench ${new Date().toISOString().slice(11, 19)}] ${line}`);
 
 function jobEnv(dbName: string, sendgrid: SendGridSink, qbo: QuickBooksFront, shard?: { count: number; index: number }): Record<string, string> {
   return {
-    NODE_OPTIONS: `--disable-warning=ExperimentalWarning ${flags['node-options']}`.trim(),
+    NODE_OPTIONS: `--disable-warning=ExperimentalWarning ${IMAGE_NODE_OPTIONS} ${flags['node-options']}`.trim(),
+    NODE_ENV: 'production', // as in the image
     DATABASE_URL: urlFor(SERVER, dbName),
     LOG_LEVEL: flags['log-level'],
     SENDGRID_API_KEY: sendgrid.apiKey,
@@ -344,6 +348,8 @@ if (flags['report-only']) {
   process.exit(0);
 }
 
+log('building the CLI (dist/, as the image runs it)');
+buildCli();
 const sendgrid = await startSendGridSink();
 const qbo = await startQuickBooksFront({ ...QBO, latencyMs: LATENCY });
 try {

@@ -17,7 +17,7 @@
  * owed by a run that stopped after committing its signals (or that failed with a
  * known error) is sent by the next run while the signal is less than 7 days old.
  */
-import { createEmailService, type EmailService, type OutgoingEmail, type SendOptions, type SendResult } from '../lib/email/service.ts';
+import { createEmailService, type BatchEmail, type EmailService, type SendResult } from '../lib/email/service.ts';
 import { renderInactivityNudge } from '../lib/email/templates/inactivity-nudge.ts';
 import { isConnectionError } from '../lib/errors.ts';
 import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
@@ -179,14 +179,14 @@ async function checkPage(ctx: JobContext, emails: EmailService, page: Candidate[
     const changed = changedBy.get(c.userId) ?? [];
     counts.skipped += c.companies.length - changed.length;
     const target = nudgeTarget(ctx.now, c.companies, changed);
-    return target ? [{ userId: c.userId, ...nudgeFor(ctx, c, target) }] : [];
+    return target ? [nudgeFor(ctx, c, target)] : [];
   });
   const results = await emails.sendMany(nudges);
   // A nudge delivered but not recorded as SENT fails its user (the row stays PENDING, never resent).
   const unrecorded = new Map<string, Error>();
   results.forEach((result, i) => {
     count(counts, result);
-    if (result.outcome === 'unrecorded') unrecorded.set(nudges[i]!.userId, new Error(`nudge delivered but not recorded as sent: ${result.error}`));
+    if (result.outcome === 'unrecorded') unrecorded.set(nudges[i]!.email.userId!, new Error(`nudge delivered but not recorded as sent: ${result.error}`));
   });
 
   counts.usersChecked = page.length;
@@ -214,20 +214,21 @@ function nudgeTarget(now: Date, companies: OwnedCompany[], changed: Changed[]): 
   return owed && age >= 0 && age < NUDGE_CAP_DAYS * DAY_MS ? { signalId: newest.id, severity: newest.severity } : null;
 }
 
-/** The user's nudge naming every owned active company, suppressed when preferences or the 7-day cap say so. */
-function nudgeFor(ctx: JobContext, c: Candidate, target: Changed): { email: OutgoingEmail; options: SendOptions } {
-  const rendered = renderInactivityNudge(
-    {
-      userName: c.name,
-      daysInactive: c.daysInactive,
-      companies: c.companies.map((o) => ({ name: o.companyName, briScore: o.briScore, pendingTaskCount: o.pendingTaskCount, pendingTaskTitles: o.pendingTaskTitles })),
-    },
-    ctx.config.appBaseUrl,
-  );
+/** The user's nudge naming every owned active company (rendered when sent), suppressed when preferences or the 7-day cap say so. */
+function nudgeFor(ctx: JobContext, c: Candidate, target: Changed): BatchEmail {
   const capped = c.nudge.lastNudgeSentAt !== null && ctx.now.getTime() - c.nudge.lastNudgeSentAt.getTime() < NUDGE_CAP_DAYS * DAY_MS;
   const suppress = !c.nudge.inactivityNudges || c.nudge.unsubscribedAll ? 'preferences' : capped ? 'cap' : undefined;
   return {
-    email: { type: 'INACTIVITY_NUDGE', idempotencyKey: `inactivity:${c.userId}:${target.signalId}:${target.severity}`, userId: c.userId, to: c.email, ...rendered },
+    email: { type: 'INACTIVITY_NUDGE', idempotencyKey: `inactivity:${c.userId}:${target.signalId}:${target.severity}`, userId: c.userId, to: c.email },
+    render: () =>
+      renderInactivityNudge(
+        {
+          userName: c.name,
+          daysInactive: c.daysInactive,
+          companies: c.companies.map((o) => ({ name: o.companyName, briScore: o.briScore, pendingTaskCount: o.pendingTaskCount, pendingTaskTitles: o.pendingTaskTitles })),
+        },
+        ctx.config.appBaseUrl,
+      ),
     options: suppress ? { suppress } : {},
   };
 }

@@ -52,7 +52,8 @@ export interface ReportToEmail {
 export async function deliverReports(emails: EmailService, appBaseUrl: string, batch: ReportToEmail[]): Promise<DeliveryResult[]> {
   const messages = batch.flatMap(({ report, recipients }) =>
     recipients.map((r) => ({
-      email: { type: 'DRIFT_REPORT' as const, idempotencyKey: driftEmailKey(report.company.id, report.period.month, r.userId), userId: r.userId, to: r.email, ...renderDriftReportEmail(report, { name: r.name }, appBaseUrl) },
+      email: { type: 'DRIFT_REPORT' as const, idempotencyKey: driftEmailKey(report.company.id, report.period.month, r.userId), userId: r.userId, to: r.email },
+      render: () => renderDriftReportEmail(report, { name: r.name }, appBaseUrl),
       options: r.allowed ? {} : { suppress: 'preferences' as const },
     })),
   );

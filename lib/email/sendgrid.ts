@@ -1,17 +1,25 @@
 /**
- * The SendGrid transport, over @sendgrid/mail. It uses its own MailService and
- * Client instances (never the module's singletons), so that two services in one
- * process (tests with different URLs and keys) do not share settings. SendGrid's
+ * The SendGrid transport, over SendGrid's official client (@sendgrid/client, the
+ * HTTP layer of @sendgrid/mail). It builds the mail/send body itself and hands it
+ * over serialized once: @sendgrid/mail's `send` deep-clones every message
+ * (`JSON.parse(JSON.stringify(…))`, for the whole HTML) and axios serializes it
+ * again, which with the rest of that path was a quarter of the drift job's CPU
+ * and most of its garbage at 100k companies (bench/FINDINGS.md). The body is
+ * checked against SendGrid's official JSON schema in the tests. Its own Client
+ * instance (never the module's singleton), so that two services in one process
+ * (tests with different URLs and keys) do not share settings. SendGrid's
  * library has no retries and no timeout of its own: the timeout is set on its
  * client here, retries live in the email service. Errors are translated into
  * TransientError (429, 5xx, network, timeout; with the wait the API asked for) and
  * PermanentError (any other 4xx), with secrets never in their messages.
  */
 import { Client } from '@sendgrid/client';
-import { MailService } from '@sendgrid/mail';
+import { classes } from '@sendgrid/helpers';
 import { PermanentError, TransientError } from '../errors.ts';
 import { redact } from '../telemetry/redact.ts';
 import type { Transport, TransportMessage } from './transport.ts';
+
+const { EmailAddress } = classes;
 
 export interface SendGridOptions {
   apiKey: string;
@@ -26,37 +34,51 @@ const NETWORK_CODES = new Set(['ECONNABORTED', 'ECONNRESET', 'ECONNREFUSED', 'ET
 
 export class SendGridTransport implements Transport {
   readonly name = 'sendgrid';
-  private readonly mail: MailService;
+  private readonly client: Client;
 
   constructor(options: SendGridOptions) {
-    const client = new Client();
+    this.client = new Client();
     // setApiKey also resets baseUrl to SendGrid's, so the base URL comes after it.
-    client.setApiKey(options.apiKey);
-    client.setDefaultRequest('baseUrl', options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
-    // axios's own timeout; the request options type of @sendgrid/helpers does not list it.
-    client.setDefaultRequest({ timeout: options.timeoutMs } as unknown as Parameters<Client['setDefaultRequest']>[0]);
-    this.mail = new MailService();
-    this.mail.setClient(client);
+    this.client.setApiKey(options.apiKey);
+    this.client.setDefaultRequest('baseUrl', options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
+    // axios's own timeout, and its body transform off: the body is already JSON text
+    // (axios would parse a JSON string again to check it). Axios options the request
+    // type of @sendgrid/helpers does not list.
+    this.client.setDefaultRequest({ timeout: options.timeoutMs, transformRequest: [(body: unknown) => body] } as unknown as Parameters<Client['setDefaultRequest']>[0]);
   }
 
   async send(m: TransportMessage): Promise<{ messageId: string | null }> {
     try {
-      const [response] = await this.mail.send({
-        to: m.to,
-        from: m.from,
-        subject: m.subject,
-        text: m.text,
-        html: m.html,
-        categories: m.categories,
-        customArgs: m.customArgs,
-        headers: m.headers,
-      });
+      // The body as JSON text (Content-Type application/json is the client's default).
+      const [response] = await this.client.request({ method: 'POST', url: '/v3/mail/send', body: mailSendBody(m) as unknown as object });
       const id = headerValue(response.headers, 'x-message-id');
       return { messageId: id ?? null };
     } catch (err) {
       throw translate(err);
     }
   }
+}
+
+/** The v3 mail/send request body of one message, as JSON text. */
+export function mailSendBody(m: TransportMessage): string {
+  return JSON.stringify({
+    personalizations: [{ to: [{ email: m.to }] }],
+    from: parseAddress(m.from),
+    subject: m.subject,
+    // text/plain first: the API requires that order.
+    content: [
+      { type: 'text/plain', value: m.text },
+      { type: 'text/html', value: m.html },
+    ],
+    categories: m.categories,
+    custom_args: m.customArgs,
+    headers: m.headers,
+  });
+}
+
+/** `Name <address>` or a bare address, as SendGrid's `{ email, name }` (parsed as @sendgrid/mail does). */
+export function parseAddress(from: string): { email: string; name?: string } {
+  return new EmailAddress(from).toJSON() as { email: string; name?: string };
 }
 
 function headerValue(headers: unknown, name: string): string | undefined {
@@ -92,7 +114,7 @@ function apiMessage(body: unknown): string | undefined {
   return typeof first.field === 'string' && first.field ? `${first.message} (${first.field})` : first.message;
 }
 
-/** Translates an error of @sendgrid/mail (a ResponseError, or axios's) into the suite's words. */
+/** Translates an error of @sendgrid/client (a ResponseError, or axios's) into the suite's words. */
 export function translate(err: unknown): Error {
   const e = err as { code?: unknown; message?: string; response?: { headers?: unknown; body?: unknown } };
   if (typeof e.code === 'number') {

@@ -68,10 +68,19 @@ export interface SendOptions {
   suppress?: 'preferences' | 'cap';
 }
 
+/** What an email is without its content: enough to claim its key. */
+export type EmailHead = Omit<OutgoingEmail, 'subject' | 'html' | 'text'>;
+
+/**
+ * An email of `sendMany`: whole, or its head and a `render` called only when it is
+ * about to be sent, so that a page's emails are never all rendered at once.
+ */
+export type BatchEmail = { email: OutgoingEmail; options?: SendOptions } | { email: EmailHead; render(): Pick<OutgoingEmail, 'subject' | 'html' | 'text'>; options?: SendOptions };
+
 export interface EmailService {
   send(email: OutgoingEmail, options?: SendOptions): Promise<SendResult>;
   /** `send` for many emails at once, with batched database work; results in the same order. */
-  sendMany(batch: Array<{ email: OutgoingEmail; options?: SendOptions }>): Promise<SendResult[]>;
+  sendMany(batch: BatchEmail[]): Promise<SendResult[]>;
   /**
    * Marks PENDING rows left by a run that stopped mid-send as FAILED "outcome
    * unknown" (they may have been delivered, so they are never resent) and returns
@@ -149,8 +158,8 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   /** Delivers one message through the transport, with retries; returns the provider's id. */
   const deliver = async (email: OutgoingEmail, logId: string): Promise<string | null> => {
     // An unusable address (users.email is NOT NULL, but may be '' or garbage) fails
-    // this email only, before any transport: @sendgrid/mail would otherwise parse
-    // 'not-an-email' as a display name, or throw on '' with an error retried as transient.
+    // this email only, before any transport: SendGrid would refuse it (400) only
+    // after a round trip, and an outbox file for it would be useless.
     if (!isPlausibleAddress(email.to)) throw new PermanentError(`invalid recipient address ${JSON.stringify(email.to.slice(0, 100))}`);
     const message = {
       to: email.to,
@@ -252,11 +261,12 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   // sweep later makes them FAILED "outcome unknown", never resent. Returns the
   // error of each email whose SENT could not be recorded (a lost connection is
   // thrown: it ends the run with exit 3).
-  const recordSent = async (sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }>): Promise<Map<OutgoingEmail, Error>> => {
-    const unrecorded = new Map<OutgoingEmail, Error>();
+  const recordSent = async (sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }>): Promise<Map<string, Error>> => {
+    /** By idempotency key. */
+    const unrecorded = new Map<string, Error>();
     const fail = (s: (typeof sent)[number], err: unknown) => {
       log.error('email:record-failed', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId, error: err, detail: 'delivered, but SENT could not be recorded; left PENDING, never resent' });
-      unrecorded.set(s.email, err instanceof Error ? err : new Error(messageOf(err)));
+      unrecorded.set(s.email.idempotencyKey, err instanceof Error ? err : new Error(messageOf(err)));
     };
     try {
       await markSentMany(db, sent, now);
@@ -269,7 +279,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
         for (const s of sent) await markSent(db, s.id, s.providerMessageId, now).catch((e: unknown) => (isConnectionError(e) ? Promise.reject(e) : fail(s, e)));
       }
     }
-    for (const s of sent) if (!unrecorded.has(s.email)) log.info('email:sent', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId });
+    for (const s of sent) if (!unrecorded.has(s.email.idempotencyKey)) log.info('email:sent', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId });
     return unrecorded;
   };
 
@@ -282,7 +292,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     if ('result' in tried) return tried.result;
     const unrecorded = await recordSent([{ email, id: claimed.logId, providerMessageId: tried.messageId }]);
     // The error is the caller's: an item error (see recordSent).
-    if (unrecorded.size) throw unrecorded.get(email)!;
+    if (unrecorded.size) throw unrecorded.get(email.idempotencyKey)!;
     return { outcome: 'sent', status: 'SENT' };
   };
 
@@ -296,13 +306,14 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
    * stop, no further chunk is claimed: those emails are `stopped` (no row, still
    * owed to the next run). Keys that already had a row go through `send`'s path.
    */
-  const sendMany = async (batch: Array<{ email: OutgoingEmail; options?: SendOptions }>): Promise<SendResult[]> => {
+  const sendMany = async (batch: BatchEmail[]): Promise<SendResult[]> => {
+    const whole = (b: BatchEmail): OutgoingEmail => ('render' in b ? { ...b.email, ...b.render() } : b.email);
     if (closed) throw new Error('the email service is closed');
     await recoverStale();
     const results: SendResult[] = new Array<SendResult>(batch.length);
     const chunkSize = Math.max(1, CLAIM_CHUNK_PER_CONCURRENCY * config.email.concurrency);
     for (let start = 0; start < batch.length; start += chunkSize) {
-      const chunk = batch.slice(start, start + chunkSize).map((b, k) => ({ ...b, i: start + k }));
+      const chunk = batch.slice(start, start + chunkSize).map((b, k) => ({ b, email: b.email, options: b.options, i: start + k }));
       if (signal.aborted) {
         for (const { i } of chunk) results[i] = { outcome: 'stopped', status: 'UNSENT' };
         continue;
@@ -314,19 +325,20 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       );
       const sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }> = [];
       await Promise.all(
-        chunk.map(async ({ email, options, i }) => {
+        chunk.map(async ({ b, email, options, i }) => {
           const logId = claims.get(email.idempotencyKey);
           claims.delete(email.idempotencyKey); // a key twice in one batch: the second is settled as a conflict
           if (!logId) {
-            results[i] = await send(email, options);
+            results[i] = await send(whole(b), options);
           } else if (options?.suppress) {
             log.debug('email:suppressed', { key: email.idempotencyKey, type: email.type, userId: email.userId, reason: options.suppress });
             results[i] = { outcome: 'suppressed', status: 'SUPPRESSED' };
           } else {
-            const tried = await attempt(email, logId);
+            const full = whole(b);
+            const tried = await attempt(full, logId);
             if ('result' in tried) results[i] = tried.result;
             else {
-              sent.push({ email, id: logId, providerMessageId: tried.messageId });
+              sent.push({ email: full, id: logId, providerMessageId: tried.messageId });
               results[i] = { outcome: 'sent', status: 'SENT' };
             }
           }
@@ -335,7 +347,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       if (sent.length) {
         const unrecorded = await recordSent(sent);
         chunk.forEach(({ email, i }) => {
-          const err = unrecorded.get(email);
+          const err = unrecorded.get(email.idempotencyKey);
           if (err) results[i] = { outcome: 'unrecorded', status: 'PENDING', error: redact(messageOf(err)).slice(0, 500) };
         });
       }

@@ -41,7 +41,7 @@ export interface CompanyScope {
 }
 
 /** Companies per page (and per batch of fact queries). */
-export const DRIFT_BATCH_SIZE = 500;
+export const DRIFT_BATCH_SIZE = 250;
 
 
 function scopeSql(scope: CompanyScope, column: string): { sql: string; bindings: string[] } {
