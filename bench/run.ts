@@ -340,6 +340,7 @@ async function machine(): Promise<Record<string, unknown>> {
     node: process.version,
     postgres: await serverInfo(SERVER),
     commit: commit.slice(0, 12),
+    jobNodeOptions: IMAGE_NODE_OPTIONS,
   };
 }
 

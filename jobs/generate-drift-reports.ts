@@ -13,8 +13,12 @@ import { createEmailService } from '../lib/email/service.ts';
 import { countActiveCompanies, DRIFT_COLUMNS, insertDriftReports } from '../lib/sql/drift.ts';
 import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
 
-/** Pages worked on at once: the next page is read while one is stored and emailed. */
-const PAGES_IN_FLIGHT = 2;
+/**
+ * One page at a time: the job is CPU-bound in its own process (reports, emails), so
+ * reading the next page meanwhile gained nothing measurable, and holding two pages
+ * raised peak RSS at 1M users from ~283 to ~331 MB (bench/FINDINGS.md).
+ */
+const PAGES_IN_FLIGHT = 1;
 
 const job: JobDefinition = {
   name: 'generate-drift-reports',

@@ -209,6 +209,7 @@ How the numbers are made, and what they mean: bench/README.md. What the profiles
 ${machine.cores} cores (${machine.cpu}), ${machine.memoryGiB} GiB, ${machine.os}; Node ${machine.node};
 PostgreSQL ${pg?.server_version ?? '?'} on the same machine (shared_buffers ${pg?.shared_buffers ?? '?'}, work_mem ${pg?.work_mem ?? '?'}, random_page_cost ${pg?.random_page_cost ?? '?'}, synchronous_commit ${pg?.synchronous_commit ?? '?'}, jit ${pg?.jit ?? '?'}; pg_stat_statements not loaded);
 suite at commit ${machine.commit}. QuickBooks latency ${scales[0]?.latencyMs ?? '?'} ms per report call; SendGrid a loopback answering 202 at once.
+The jobs run as the image runs them: the compiled CLI (\`dist/\`), NODE_ENV=production, NODE_OPTIONS=\`${String(machine.jobNodeOptions ?? '?')}\` (the Dockerfile's).
 The job, PostgreSQL, and the loopback servers share the 2 cores.
 
 ## Data

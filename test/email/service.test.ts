@@ -16,18 +16,13 @@ import { createLogger } from '../../lib/telemetry/log.ts';
 import { eachBackend } from '../support/db.ts';
 import { aUser, daysBefore } from '../support/factories.ts';
 import { NOW } from '../support/run.ts';
-import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+import { useSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
 
 type Row = Record<string, unknown>;
 
 describe('email service', function () {
-  let sendgrid: SendGridServer;
-  before(async () => {
-    sendgrid = await startSendGridServer();
-  });
-  after(async () => {
-    await sendgrid.close();
-  });
+  let sendgrid!: SendGridServer;
+  useSendGridServer((server) => (sendgrid = server));
 
   eachBackend((db) => {
     const services: EmailService[] = [];

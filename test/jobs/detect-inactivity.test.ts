@@ -9,18 +9,13 @@ import { shardOf } from '../../lib/runtime/shard.ts';
 import { eachBackend } from '../support/db.ts';
 import { aCompany, aMember, anAssessment, anOwnedCompany, aSession, aTask, aUser, daysBefore, preferences } from '../support/factories.ts';
 import { NOW, runInProcess } from '../support/run.ts';
-import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
+import { useSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
 
 type Row = Record<string, unknown>;
 
 describe('detect-inactivity', function () {
-  let sendgrid: SendGridServer;
-  before(async () => {
-    sendgrid = await startSendGridServer();
-  });
-  after(async () => {
-    await sendgrid.close();
-  });
+  let sendgrid!: SendGridServer;
+  useSendGridServer((server) => (sendgrid = server));
 
   eachBackend((db) => {
     beforeEach(async () => {

@@ -39,7 +39,7 @@ describe('sync-quickbooks killed after a token refresh', function () {
         };
       },
     });
-    expect(result.signal).to.equal('SIGKILL');
+    expect(result.signal, `exit ${String(result.code)}, report request seen: ${String(killed)}; stderr: ${result.stderr.slice(-1500)}`).to.equal('SIGKILL');
     expect(server.tokenStats.refreshed).to.equal(1);
     const row = await db.knex('quickbooks_integrations').where({ id: i.id }).first();
     expect(decryptToken(row.refresh_token, [KEY])).to.equal(server.issuedRefreshTokens[0]);

@@ -1,23 +1,19 @@
 import { expect } from 'chai';
 import job from '../../jobs/sync-quickbooks.ts';
-import { monthLedger, startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { monthLedger, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
 import { decryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { eachBackend } from '../support/db.ts';
 import { aCompany, aFinancialPeriod, daysBefore } from '../support/factories.ts';
 import { NOW, runInProcess } from '../support/run.ts';
-import { anIntegration, CLIENT_ID, CLIENT_SECRET, KEY, OLD_KEY, qbEnv, type TestIntegration } from '../quickbooks/support.ts';
+import { anIntegration, CLIENT_SECRET, KEY, OLD_KEY, qbEnv, useLoopbackQuickBooks, type TestIntegration } from '../quickbooks/support.ts';
 
 const cents = (c: number) => (c / 100).toFixed(2);
 
 describe('sync-quickbooks', function () {
   this.timeout(60_000);
   eachBackend((db) => {
-    let server: LoopbackQuickBooks;
-    beforeEach(async () => {
-      await db().truncate();
-      server = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
-    });
-    afterEach(() => server.close());
+    let server!: LoopbackQuickBooks;
+    useLoopbackQuickBooks(db, (s) => (server = s));
 
     const run = (options: Parameters<typeof runInProcess>[1] = {}, env: Record<string, string | undefined> = {}) =>
       runInProcess(job, options, { database: db().database, env: qbEnv(server, env) });

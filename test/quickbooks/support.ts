@@ -4,7 +4,8 @@
  */
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
-import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import type { TestDb } from '../support/db.ts';
 import { encryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { aCompany, daysBefore } from '../support/factories.ts';
 import { NOW } from '../support/run.ts';
@@ -65,4 +66,15 @@ export async function anIntegration(db: Knex, server: LoopbackQuickBooks, o: Int
     ...o.row,
   });
   return { id, companyId: company.id, realmId, accessToken, refreshToken };
+}
+
+/** Before each test: an empty database and a fresh loopback QuickBooks (handed to `set`), closed after it. */
+export function useLoopbackQuickBooks(db: () => TestDb, set: (server: LoopbackQuickBooks) => void): void {
+  let server: LoopbackQuickBooks | undefined;
+  beforeEach(async () => {
+    await db().truncate();
+    server = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    set(server);
+  });
+  afterEach(() => server?.close());
 }

@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { Decimal } from 'decimal.js';
 import type { Knex } from 'knex';
 import { loadConfig } from '../../lib/config.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
 import { createQuickBooksServices } from '../../lib/quickbooks/services.ts';
 import { SYNC_FAILED_EVENT, syncIntegration } from '../../lib/quickbooks/sync.ts';
 import { PERIOD_FIELDS, upsertQuickBooksPeriods, type PeriodValues } from '../../lib/sql/financial-periods.ts';
@@ -19,18 +19,14 @@ import { createLogger } from '../../lib/telemetry/log.ts';
 import { eachBackend } from '../support/db.ts';
 import { aFinancialPeriod, daysBefore } from '../support/factories.ts';
 import { NOW } from '../support/run.ts';
-import { anIntegration, CLIENT_ID, CLIENT_SECRET, qbEnv } from './support.ts';
+import { anIntegration, qbEnv, useLoopbackQuickBooks } from './support.ts';
 import { PassThrough } from 'node:stream';
 
 describe('sync-quickbooks writes', function () {
   this.timeout(30_000);
   eachBackend((db) => {
-    let server: LoopbackQuickBooks;
-    beforeEach(async () => {
-      await db().truncate();
-      server = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
-    });
-    afterEach(() => server.close());
+    let server!: LoopbackQuickBooks;
+    useLoopbackQuickBooks(db, (s) => (server = s));
 
     const deps = () => {
       const log = createLogger({ level: 'debug', pretty: false, stream: new PassThrough().resume() });

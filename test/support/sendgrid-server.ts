@@ -145,3 +145,15 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
       }),
   };
 }
+
+/** One loopback SendGrid for the enclosing suite (started before, closed after), handed to `set`. */
+export function useSendGridServer(set: (server: SendGridServer) => void): void {
+  let server: SendGridServer | undefined;
+  before(async () => {
+    server = await startSendGridServer();
+    set(server);
+  });
+  after(async () => {
+    await server?.close();
+  });
+}
