@@ -40,6 +40,29 @@ describe('runtime parts', () => {
       expect(d.tally.errors).to.equal(0);
     });
 
+    it('reads the next batch while one is handled (not in a dry run, which has one connection)', async () => {
+      for (const dryRun of [false, true]) {
+        const events: string[] = [];
+        async function* source() {
+          for (const page of pages) {
+            events.push(`read ${page[0]}`);
+            yield page;
+          }
+        }
+        await forEachItem({ ...deps(), dryRun }, {
+          phase: 'n', kind: 'number', source: source(), id: String,
+          handleBatch: async (b) => {
+            events.push(`start ${b[0]}`);
+            await new Promise((r) => setTimeout(r, 10));
+            events.push(`end ${b[0]}`);
+            return b.map(() => 'done');
+          },
+        });
+        expect(events.filter((e) => e.startsWith('end')), String(dryRun)).to.deep.equal(['end 1', 'end 4', 'end 6']);
+        expect(events.indexOf('read 4') < events.indexOf('end 1'), `dry run ${String(dryRun)}: ${events.join(', ')}`).to.equal(!dryRun);
+      }
+    });
+
     it('does a failed batch again item by item, so that only the bad item fails', async () => {
       const d = deps();
       const calls: number[][] = [];
