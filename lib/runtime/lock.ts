@@ -38,10 +38,14 @@ export async function tryLock(db: Database, job: string, shardIndex: number, onL
   }
   // A connection held outside the pool's rotation for the run's lifetime.
   const client = db.knex.client as { acquireConnection(): Promise<unknown>; releaseConnection(c: unknown): Promise<void> };
-  const connection = await client.acquireConnection();
+  const connection = (await client.acquireConnection()) as { once?(event: string, fn: () => void): void; removeListener?(event: string, fn: () => void): void };
   let released = false;
+  const lost = () => released || onLost?.();
   const release = async () => {
     released = true;
+    // The connection goes back to the pool: without this, each run that held it would
+    // leave a listener on it (MaxListenersExceededWarning after ten runs in one process).
+    connection.removeListener?.('end', lost);
     try {
       await db.knex.raw('select pg_advisory_unlock(?, ?)', [LOCK_NAMESPACE, key]).connection(connection);
     } finally {
@@ -56,7 +60,7 @@ export async function tryLock(db: Database, job: string, shardIndex: number, onL
     if (!ok) await client.releaseConnection(connection);
   }
   // The run goes on without the lock (its items are whole-or-nothing and keyed), but says so.
-  if (ok && onLost) (connection as { once?(event: string, fn: () => void): void }).once?.('end', () => released || onLost());
+  if (ok && onLost) connection.once?.('end', lost);
   return ok ? { release } : null;
 }
 
