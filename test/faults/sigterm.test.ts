@@ -41,24 +41,30 @@ describe('faults: SIGTERM mid-run (PostgreSQL, real CLI)', function () {
   after(async () => {
     await gateway?.stop();
   });
-  const pushEnv = () => (gateway ? { PUSHGATEWAY_URL: gateway.url } : {});
+  const pushEnv = (): Record<string, string> => (gateway ? { PUSHGATEWAY_URL: gateway.url } : {});
 
-  it('generate-drift-reports: exit 143 soon after, each stored report with its ledger entry; the rerun does the rest', async () => {
-    const COMPANIES = 25;
-    for (let i = 0; i < COMPANIES; i++) await anOwnedCompany(t.knex);
-    sendgrid.delay(200);
+  /** Runs the CLI, sends SIGTERM after the `n`th `event` log line, and checks it stopped with 143 within 5 s, as an interrupted run. */
+  const terminatedAfter = async (args: string[], env: Record<string, string>, event: string, n: number) => {
     let signalledAt = 0;
-    const first = await runCli(['generate-drift-reports', '--now', NOW.toISOString()], {
-      env: { DATABASE_URL: t.url!, ...sendgridEnv(sendgrid, { EMAIL_CONCURRENCY: '2' }), ...pushEnv() },
-      onStderr: onEvent('email:sent', 4, (child) => {
+    const result = await runCli([...args, '--now', NOW.toISOString()], {
+      env: { DATABASE_URL: t.url!, ...env },
+      onStderr: onEvent(event, n, (child) => {
         signalledAt = Date.now();
         child.kill('SIGTERM');
       }),
     });
     const stoppedIn = Date.now() - signalledAt;
-    expect(first.code, first.stderr.slice(-2000)).to.equal(143);
+    expect(result.code, result.stderr.slice(-2000)).to.equal(143);
     expect(stoppedIn).to.be.below(5000);
-    expect(first.summary).to.include({ success: false, interrupted: true });
+    expect(result.summary).to.include({ success: false, interrupted: true });
+    return result;
+  };
+
+  it('generate-drift-reports: exit 143 soon after, each stored report with its ledger entry; the rerun does the rest', async () => {
+    const COMPANIES = 25;
+    for (let i = 0; i < COMPANIES; i++) await anOwnedCompany(t.knex);
+    sendgrid.delay(200);
+    await terminatedAfter(['generate-drift-reports'], { ...sendgridEnv(sendgrid, { EMAIL_CONCURRENCY: '2' }), ...pushEnv() }, 'email:sent', 4);
     const mid = await counts(t.knex);
     // The companies are one page: its reports commit together, before their emails.
     expect(mid.reports).to.be.within(4, COMPANIES);
@@ -93,18 +99,7 @@ describe('faults: SIGTERM mid-run (PostgreSQL, real CLI)', function () {
       const integrations = [];
       for (let i = 0; i < N; i++) integrations.push(await anIntegration(t.knex, server));
       server.behave('*', { latencyMs: 300 });
-      let signalledAt = 0;
-      const first = await runCli(['sync-quickbooks', '--now', NOW.toISOString()], {
-        env: { DATABASE_URL: t.url!, ...qbEnv(server, { QUICKBOOKS_CONCURRENCY: '3' }), ...pushEnv() },
-        onStderr: onEvent('qbo:sync:done', 3, (child) => {
-          signalledAt = Date.now();
-          child.kill('SIGTERM');
-        }),
-      });
-      const stoppedIn = Date.now() - signalledAt;
-      expect(first.code, first.stderr.slice(-2000)).to.equal(143);
-      expect(stoppedIn).to.be.below(5000);
-      expect(first.summary).to.include({ success: false, interrupted: true });
+      await terminatedAfter(['sync-quickbooks'], { ...qbEnv(server, { QUICKBOOKS_CONCURRENCY: '3' }), ...pushEnv() } as Record<string, string>, 'qbo:sync:done', 3);
       // Whole or nothing per integration: status SUCCESS ⇔ its 25 periods and its ledger entry.
       let done = 0;
       for (const i of integrations) {

@@ -2,7 +2,8 @@ import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
 import { QuickBooksClient, parseFault, retryAfterMs } from '../../lib/quickbooks/client.ts';
 import { QuickBooksApiError, QuickBooksAuthError, QuickBooksTransientError } from '../../lib/quickbooks/errors.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { useTwoRealmLoopback } from './support.ts';
 import { parseProfitAndLoss } from '../../lib/quickbooks/report-parser.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';
 import fs from 'node:fs';
@@ -19,13 +20,8 @@ function capture() {
 const RANGE = { startDate: '2025-01-01', endDate: '2025-12-31' };
 
 describe('QuickBooks client against the loopback server', () => {
-  let server: LoopbackQuickBooks;
-  beforeEach(async () => {
-    server = await startLoopbackQuickBooks({ clientId: 'client-id', clientSecret: 'client-secret-value' });
-    server.addTokens('111', { accessToken: 'good-access-1', refreshToken: 'r1' });
-    server.addTokens('222', { accessToken: 'good-access-2', refreshToken: 'r2' });
-  });
-  afterEach(() => server.close());
+  let server!: LoopbackQuickBooks;
+  useTwoRealmLoopback((s) => (server = s));
 
   const client = (over: Partial<ConstructorParameters<typeof QuickBooksClient>[0]> = {}) =>
     new QuickBooksClient({ apiUrl: server.apiUrl, accountingMethod: 'Accrual', maxInFlightPerRealm: 10, maxPerMinutePerRealm: 500, maxInFlight: 100, timeoutMs: 2000, backoffMs: 10, log: capture().log, ...over });

@@ -9,7 +9,8 @@ import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PassThrough } from 'node:stream';
 import { QuickBooksClient } from '../../lib/quickbooks/client.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { useTwoRealmLoopback } from './support.ts';
 import { RealmLimiter, type RealmSlot } from '../../lib/quickbooks/realm-limiter.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';
 
@@ -107,13 +108,8 @@ describe('the per-realm limiter', () => {
 });
 
 describe('QuickBooks client: per-realm limits across forgotten realms', () => {
-  let server: LoopbackQuickBooks;
-  beforeEach(async () => {
-    server = await startLoopbackQuickBooks({ clientId: 'client-id', clientSecret: 'client-secret-value' });
-    server.addTokens('111', { accessToken: 'good-access-1', refreshToken: 'r1' });
-    server.addTokens('222', { accessToken: 'good-access-2', refreshToken: 'r2' });
-  });
-  afterEach(() => server.close());
+  let server!: LoopbackQuickBooks;
+  useTwoRealmLoopback((s) => (server = s));
 
   it('drops an idle realm after its window and still holds max in flight and max per window, before and after', async function () {
     this.timeout(20_000);

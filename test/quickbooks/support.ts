@@ -78,3 +78,15 @@ export function useLoopbackQuickBooks(db: () => TestDb, set: (server: LoopbackQu
   });
   afterEach(() => server?.close());
 }
+
+/** Before each test: a fresh loopback QuickBooks with realms 111 and 222 and their access tokens (handed to `set`), closed after it. */
+export function useTwoRealmLoopback(set: (server: LoopbackQuickBooks) => void): void {
+  let server: LoopbackQuickBooks | undefined;
+  beforeEach(async () => {
+    server = await startLoopbackQuickBooks({ clientId: 'client-id', clientSecret: 'client-secret-value' });
+    server.addTokens('111', { accessToken: 'good-access-1', refreshToken: 'r1' });
+    server.addTokens('222', { accessToken: 'good-access-2', refreshToken: 'r2' });
+    set(server);
+  });
+  afterEach(() => server?.close());
+}
