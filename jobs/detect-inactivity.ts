@@ -153,7 +153,6 @@ async function checkPage(ctx: JobContext, emails: EmailService, page: Candidate[
     const title = `Owner inactive for ${c.daysInactive} days`;
     const metadata = { daysInactive: c.daysInactive, lastActiveAt: c.lastActiveAt.toISOString() };
     return {
-      severity,
       open: c.companies.filter((o) => !o.openSignal).map((o): NewSignal => ({ companyId: o.companyId, userId: c.userId, channel: 'TIME_DECAY', eventType: INACTIVITY_EVENT, category: 'PERSONAL', severity, confidence: 'CONFIDENT', title, metadata })),
       escalate: (severity === 'HIGH' ? c.companies.filter((o) => o.openSignal?.severity === 'MEDIUM') : []).map((o): Escalation => ({ id: o.openSignal!.id, companyId: o.companyId, fromSeverity: 'MEDIUM', severity: 'HIGH', title, metadata })),
     };

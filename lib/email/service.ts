@@ -19,7 +19,7 @@ import PQueue from 'p-queue';
 import pRetry, { AbortError } from 'p-retry';
 import type { Config } from '../config.ts';
 import { isConnectionError, PermanentError, TransientError, messageOf } from '../errors.ts';
-import { claimMany, failStalePending, findEmailLog, insertEmailLog, markFailed, markSent, markSentMany, OUTCOME_UNKNOWN, reclaimFailed, suppressFailed, type EmailLogType } from '../sql/email-log.ts';
+import { claimMany, failStalePending, findEmailLog, insertEmailLog, markFailed, markSent, markSentMany, OUTCOME_UNKNOWN, reclaimFailed, suppressFailed, type EmailLogType, type NewEmailLog } from '../sql/email-log.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutboxTransport } from './outbox.ts';
@@ -209,29 +209,44 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     return result?.messageId ?? null;
   };
 
+  /** The email_log row that claims a key: PENDING, or SUPPRESSED with the reason. */
+  const claimRow = (email: EmailHead, options: SendOptions): NewEmailLog => ({
+    userId: email.userId,
+    to: email.to,
+    type: email.type,
+    idempotencyKey: email.idempotencyKey,
+    ...(options.suppress ? { status: 'SUPPRESSED' as const, error: `suppressed: ${options.suppress}` } : { status: 'PENDING' as const }),
+  });
+
+  /** What a newly inserted claim row means: an email to send, or one recorded as suppressed. */
+  const claimedNew = (email: EmailHead, options: SendOptions, logId: string): { logId: string } | { result: SendResult } => {
+    if (!options.suppress) return { logId };
+    log.debug('email:suppressed', { key: email.idempotencyKey, type: email.type, userId: email.userId, reason: options.suppress });
+    return { result: { outcome: 'suppressed', status: 'SUPPRESSED' } };
+  };
+
+  /**
+   * A key that already had a row: a FAILED one with a known error is taken back
+   * (to PENDING for another attempt, or to SUPPRESSED); any other is the final answer.
+   */
+  const claimTaken = async (email: EmailHead, options: SendOptions): Promise<{ logId: string } | { result: SendResult }> => {
+    if (options.suppress) {
+      const id = await suppressFailed(db, email.idempotencyKey, `suppressed: ${options.suppress}`);
+      return id ? claimedNew(email, options, id) : { result: await settledBefore(email) };
+    }
+    const reclaimed = await reclaimFailed(db, email.idempotencyKey, now);
+    if (!reclaimed) return { result: await settledBefore(email) };
+    log.info('email:retrying-failed', { key: email.idempotencyKey, type: email.type, userId: email.userId });
+    return { logId: reclaimed };
+  };
+
   /**
    * Claims one key: the new row's id (PENDING, or a FAILED row claimed back), or
    * the final answer when there is nothing to send (suppressed, settled before).
    */
   const claim = async (email: OutgoingEmail, options: SendOptions): Promise<{ logId: string } | { result: SendResult }> => {
-    const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
-    if (options.suppress) {
-      const reason = `suppressed: ${options.suppress}`;
-      const id =
-        (await insertEmailLog(db, { userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, status: 'SUPPRESSED', error: reason }, now)) ??
-        (await suppressFailed(db, email.idempotencyKey, reason));
-      if (id) {
-        log.debug('email:suppressed', { ...fields, reason: options.suppress });
-        return { result: { outcome: 'suppressed', status: 'SUPPRESSED' } };
-      }
-      return { result: await settledBefore(email) };
-    }
-    const logId = await insertEmailLog(db, { userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, status: 'PENDING' }, now);
-    if (logId) return { logId };
-    const reclaimed = await reclaimFailed(db, email.idempotencyKey, now);
-    if (!reclaimed) return { result: await settledBefore(email) };
-    log.info('email:retrying-failed', fields);
-    return { logId: reclaimed };
+    const id = await insertEmailLog(db, claimRow(email, options), now);
+    return id ? claimedNew(email, options, id) : claimTaken(email, options);
   };
 
   /**
@@ -304,7 +319,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
    * that a run killed mid-chunk leaves few emails of unknown outcome, large enough
    * that the statements per email are a small fraction. When the run is asked to
    * stop, no further chunk is claimed: those emails are `stopped` (no row, still
-   * owed to the next run). Keys that already had a row go through `send`'s path.
+   * owed to the next run). Keys that already had a row are settled as `send` does.
    */
   const sendMany = async (batch: BatchEmail[]): Promise<SendResult[]> => {
     const whole = (b: BatchEmail): OutgoingEmail => ('render' in b ? { ...b.email, ...b.render() } : b.email);
@@ -313,35 +328,24 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     const results: SendResult[] = new Array<SendResult>(batch.length);
     const chunkSize = Math.max(1, CLAIM_CHUNK_PER_CONCURRENCY * config.email.concurrency);
     for (let start = 0; start < batch.length; start += chunkSize) {
-      const chunk = batch.slice(start, start + chunkSize).map((b, k) => ({ b, email: b.email, options: b.options, i: start + k }));
+      const chunk = batch.slice(start, start + chunkSize).map((b, k) => ({ b, email: b.email, options: b.options ?? {}, i: start + k }));
       if (signal.aborted) {
         for (const { i } of chunk) results[i] = { outcome: 'stopped', status: 'UNSENT' };
         continue;
       }
-      const claims = await claimMany(
-        db,
-        chunk.map(({ email, options }) => ({ userId: email.userId, to: email.to, type: email.type, idempotencyKey: email.idempotencyKey, ...(options?.suppress ? { status: 'SUPPRESSED' as const, error: `suppressed: ${options.suppress}` } : { status: 'PENDING' as const }) })),
-        now,
-      );
+      const claims = await claimMany(db, chunk.map(({ email, options }) => claimRow(email, options)), now);
       const sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }> = [];
       await Promise.all(
         chunk.map(async ({ b, email, options, i }) => {
           const logId = claims.get(email.idempotencyKey);
-          claims.delete(email.idempotencyKey); // a key twice in one batch: the second is settled as a conflict
-          if (!logId) {
-            results[i] = await send(whole(b), options);
-          } else if (options?.suppress) {
-            log.debug('email:suppressed', { key: email.idempotencyKey, type: email.type, userId: email.userId, reason: options.suppress });
-            results[i] = { outcome: 'suppressed', status: 'SUPPRESSED' };
-          } else {
-            const full = whole(b);
-            const tried = await attempt(full, logId);
-            if ('result' in tried) results[i] = tried.result;
-            else {
-              sent.push({ email: full, id: logId, providerMessageId: tried.messageId });
-              results[i] = { outcome: 'sent', status: 'SENT' };
-            }
-          }
+          claims.delete(email.idempotencyKey); // a key twice in one batch: the second is settled as taken
+          const claimed = logId ? claimedNew(email, options, logId) : await claimTaken(email, options);
+          if ('result' in claimed) return (results[i] = claimed.result);
+          const full = whole(b);
+          const tried = await attempt(full, claimed.logId);
+          if ('result' in tried) return (results[i] = tried.result);
+          sent.push({ email: full, id: claimed.logId, providerMessageId: tried.messageId });
+          results[i] = { outcome: 'sent', status: 'SENT' };
         }),
       );
       if (sent.length) {
@@ -356,7 +360,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   };
 
   /** The answer for a key that already has a row nobody may take now. */
-  const settledBefore = async (email: OutgoingEmail): Promise<SendResult> => {
+  const settledBefore = async (email: EmailHead): Promise<SendResult> => {
     const row = await findEmailLog(db, email.idempotencyKey);
     if (!row) throw new Error(`email_log row for ${email.idempotencyKey} vanished`);
     log.debug('email:already', { key: email.idempotencyKey, status: row.status });

@@ -87,17 +87,19 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
   let fatal: unknown;
   const inFlight = new Set<Promise<void>>();
 
+  // One item: `handle`, or a batch of one.
+  const handle =
+    options.handle ??
+    (async (x: T) => {
+      const [outcome] = await options.handleBatch!([x]);
+      if (outcome instanceof Error) throw outcome;
+      return outcome!;
+    });
+
   const one = async (item: T): Promise<void> => {
     const id = options.id(item);
     const started = performance.now();
     try {
-      const handle =
-        options.handle ??
-        (async (x: T) => {
-          const [outcome] = await options.handleBatch!([x]);
-          if (outcome instanceof Error) throw outcome;
-          return outcome!;
-        });
       const outcome = await withSpan(`${options.kind}`, { 'exitosx.item.kind': options.kind, 'exitosx.item.id': id }, async (span) => {
         try {
           const result = await handle(item);

@@ -39,14 +39,7 @@ export interface NewEmailLog {
  * `error`). Returns the new row's id, or null when the key already has a row.
  */
 export async function insertEmailLog(db: Knex, e: NewEmailLog, now: Date): Promise<string | null> {
-  const { rows } = await db.raw<{ rows: Array<{ id: string }> }>(
-    `insert into email_log (user_id, to_email, email_type, idempotency_key, status, error, created_at)
-     values (?, ?, ?, ?, ?, ?, ?)
-     on conflict (idempotency_key) do nothing
-     returning id`,
-    [e.userId, e.to, e.type, e.idempotencyKey, e.status, e.error ?? null, now],
-  );
-  return rows[0]?.id ?? null;
+  return (await claimMany(db, [e], now)).get(e.idempotencyKey) ?? null;
 }
 
 /** The row of a key, if any. */
@@ -83,14 +76,9 @@ export async function suppressFailed(db: Knex, idempotencyKey: string, reason: s
   return rows[0]?.id ?? null;
 }
 
-/** Marks a claimed row SENT. */
+/** Marks a claimed row SENT (see `markSentMany`). */
 export async function markSent(db: Knex, id: string, providerMessageId: string | null, now: Date): Promise<void> {
-  // A stale sweep of another run may have marked this in-flight row "outcome
-  // unknown" meanwhile; the real outcome wins.
-  await db('email_log')
-    .where({ id })
-    .whereIn('status', ['PENDING', 'FAILED'])
-    .update({ status: 'SENT', provider_message_id: providerMessageId, sent_at: now, error: null });
+  await markSentMany(db, [{ id, providerMessageId }], now);
 }
 
 /** Marks a claimed row FAILED with a (redacted, short) error. */
@@ -115,7 +103,8 @@ export async function failStalePending(db: Knex, before: Date, now: Date, types?
 export type EmailClaim = NewEmailLog;
 
 /**
- * Claims many keys in one statement (see `insertEmailLog`): returns, for each key
+ * Claims keys by inserting their rows (PENDING, or SUPPRESSED with the reason in
+ * `error`), in one statement: returns, for each key
  * that had no row, the new row's id. Keys that already had one are absent: the
  * caller settles those one by one (`reclaimFailed`, `suppressFailed`, ...).
  */
@@ -132,9 +121,11 @@ export async function claimMany(db: Knex, claims: EmailClaim[], now: Date): Prom
   return new Map(rows.map((r) => [r.idempotency_key, r.id]));
 }
 
-/** Marks many claimed rows SENT in one statement (see `markSent`). */
+/** Marks many claimed rows SENT in one statement. */
 export async function markSentMany(db: Knex, sent: Array<{ id: string; providerMessageId: string | null }>, now: Date): Promise<void> {
   if (!sent.length) return;
+  // A stale sweep of another run may have marked an in-flight row "outcome
+  // unknown" meanwhile; the real outcome wins.
   await db.raw(
     `update email_log e
      set status = 'SENT', provider_message_id = v.mid, sent_at = ?, error = null
