@@ -1,5 +1,5 @@
 /**
- * QuickBooks for the bench: the suite's loopback Intuit (lib/quickbooks/loopback-server.ts,
+ * QuickBooks for the bench: the suite's loopback Intuit (lib/stand-ins/quickbooks-server.ts,
  * the real wire formats) behind a small caching front on loopback.
  *
  * Why a front: the loopback generates each report from scratch: ~25 ms of CPU
@@ -16,7 +16,7 @@
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import zlib from 'node:zlib';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 
 export interface FrontOptions {
   clientId: string;

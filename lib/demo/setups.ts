@@ -18,7 +18,7 @@ export const DEMO_SETUPS: Partial<Record<JobName, DemoSetupFactory>> = {
   // Intuit cannot be reached from here: the loopback QuickBooks (token endpoint and
   // reports) runs in-process and accepts the sample's tokens.
   'sync-quickbooks': async ({ log }) => {
-    const { startLoopbackQuickBooks } = await import('../quickbooks/loopback-server.ts');
+    const { startLoopbackQuickBooks } = await import('../stand-ins/quickbooks-server.ts');
     const clientId = 'demo-quickbooks-client';
     const clientSecret = crypto.randomBytes(16).toString('hex');
     const server = await startLoopbackQuickBooks({ clientId, clientSecret, acceptUnknownTokens: true });

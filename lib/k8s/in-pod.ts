@@ -7,14 +7,9 @@
  */
 import type { KubeConfig } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
-import type { RunPublisher } from '../runtime/run.ts';
 import type { Logger } from '../telemetry/log.ts';
-
-export interface KubernetesRunDeps {
-  /** The CronJob's scheduled time for this Job, when it has one. */
-  scheduledTime?: Date;
-  publishers: RunPublisher[];
-}
+// Type-only: erased at compile time, so the client library still loads only in a pod.
+import type { KubernetesRunDeps } from './job-publisher.ts';
 
 /** In a pod: the scheduled time and the Kubernetes publisher; elsewhere nothing. Never throws. */
 export async function kubernetesRunDeps(config: Config, log: Logger, kubeConfig?: KubeConfig): Promise<KubernetesRunDeps> {

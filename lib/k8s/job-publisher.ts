@@ -14,7 +14,6 @@ import os from 'node:os';
 import { BatchV1Api, CoreV1Api, PatchStrategy, setHeaderMiddleware, type KubeConfig } from '@kubernetes/client-node';
 import type { Config } from '../config.ts';
 import type { RunPublisher, RunReport } from '../runtime/run.ts';
-import type { KubernetesRunDeps } from './in-pod.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { loadKubeConfig, toKubernetesError, withTimeout } from './client.ts';
 
@@ -26,6 +25,12 @@ export const RUN_ID_ANNOTATION = 'exitosx.com/run-id';
 /** Annotation values are limited (256 KiB for all of them together): a larger summary loses its lists. */
 const MAX_SUMMARY_BYTES = 32 * 1024;
 
+/** What a run takes from Kubernetes (in-pod.ts returns it; empty outside a pod). */
+export interface KubernetesRunDeps {
+  /** The CronJob's scheduled time for this Job, when it has one. */
+  scheduledTime?: Date;
+  publishers: RunPublisher[];
+}
 
 interface PodJob {
   namespace: string;

@@ -15,7 +15,7 @@ import path from 'node:path';
 import { expect } from 'chai';
 import type { Knex } from 'knex';
 import pg from 'pg';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { encryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { backends, createTestDb, type TestDb } from '../support/db.ts';
 import { aCompany, aFinancialPeriod, aMember, anAssessment, aSession, aTask, aUser } from '../support/factories.ts';

@@ -15,7 +15,7 @@ import { expect } from 'chai';
 import driftJob from '../../jobs/generate-drift-reports.ts';
 import inactivityJob from '../../jobs/detect-inactivity.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { OUTCOME_UNKNOWN } from '../../lib/sql/email-log.ts';
 import { type TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';

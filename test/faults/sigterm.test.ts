@@ -9,7 +9,7 @@
 import { expect } from 'chai';
 import driftJob from '../../jobs/generate-drift-reports.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import type { TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli, runInProcess } from '../support/run.ts';

@@ -4,7 +4,7 @@
  * as soon as its first report request arrives, after the token endpoint answered.
  */
 import { expect } from 'chai';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { decryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { createTestDb, backends, type TestDb } from '../support/db.ts';
 import { NOW, runCli } from '../support/run.ts';

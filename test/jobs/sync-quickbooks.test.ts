@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import job from '../../jobs/sync-quickbooks.ts';
-import { monthLedger, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { monthLedger, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { decryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { eachBackend } from '../support/db.ts';
 import { aCompany, aFinancialPeriod, daysBefore } from '../support/factories.ts';

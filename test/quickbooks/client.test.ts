@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { PassThrough } from 'node:stream';
 import { QuickBooksClient, parseFault, retryAfterMs } from '../../lib/quickbooks/client.ts';
 import { QuickBooksApiError, QuickBooksAuthError, QuickBooksTransientError } from '../../lib/quickbooks/errors.ts';
-import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import type { LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { useTwoRealmLoopback } from './support.ts';
 import { parseProfitAndLoss } from '../../lib/quickbooks/report-parser.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';

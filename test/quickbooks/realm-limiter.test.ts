@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { PassThrough } from 'node:stream';
 import { QuickBooksClient } from '../../lib/quickbooks/client.ts';
-import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import type { LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { useTwoRealmLoopback } from './support.ts';
 import { RealmLimiter, type RealmSlot } from '../../lib/quickbooks/realm-limiter.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';

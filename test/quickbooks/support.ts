@@ -4,7 +4,7 @@
  */
 import crypto from 'node:crypto';
 import type { Knex } from 'knex';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import type { TestDb } from '../support/db.ts';
 import { encryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { aCompany, daysBefore } from '../support/factories.ts';

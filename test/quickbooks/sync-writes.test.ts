@@ -9,7 +9,7 @@ import { expect } from 'chai';
 import { Decimal } from 'decimal.js';
 import type { Knex } from 'knex';
 import { loadConfig } from '../../lib/config.ts';
-import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import type { LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { createQuickBooksServices } from '../../lib/quickbooks/services.ts';
 import { SYNC_FAILED_EVENT, syncIntegration } from '../../lib/quickbooks/sync.ts';
 import { PERIOD_FIELDS, upsertQuickBooksPeriods, type PeriodValues } from '../../lib/sql/financial-periods.ts';

@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { openPostgresUrl, type Database } from '../../lib/db/connect.ts';
 import { QuickBooksClientError, QuickBooksReauthError } from '../../lib/quickbooks/errors.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { TokenEndpoint } from '../../lib/quickbooks/oauth.ts';
 import { decryptToken } from '../../lib/quickbooks/token-crypto.ts';
 import { currentAccessToken, refreshAccessToken } from '../../lib/quickbooks/tokens.ts';

@@ -16,7 +16,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { productColumns } from '../../lib/db/migrate.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { adminQuery, backends, createTestDb, type TestDb } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli, type CliResult } from '../support/run.ts';

@@ -1,6 +1,8 @@
 /**
  * A loopback stand-in for Intuit, for tests and the demo: node:http on 127.0.0.1,
- * port 0. It speaks the real wire formats:
+ * port 0. Never used in production: it lives in lib/stand-ins/ (not beside the real
+ * client in lib/quickbooks/) only because the demo starts it at run time, so it must
+ * be compiled into dist/. It speaks the real wire formats:
  * - the OAuth token endpoint (`POST /oauth2/v1/tokens/bearer`): HTTP Basic client
  *   credentials (else 401 `invalid_client`), refresh-token rotation (each refresh
  *   issues a new refresh token; the old one keeps working for a grace period, as at
@@ -15,9 +17,9 @@
 import crypto from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo, Socket } from 'node:net';
-import { balanceSheetReport, profitAndLossReport } from './loopback-reports.ts';
+import { balanceSheetReport, profitAndLossReport } from './quickbooks-reports.ts';
 
-export { monthLedger } from './loopback-reports.ts';
+export { monthLedger } from './quickbooks-reports.ts';
 
 export interface LoopbackOptions {
   clientId: string;

@@ -1,5 +1,5 @@
 /**
- * The loopback QuickBooks' report generator: ProfitAndLoss and BalanceSheet in
+ * The loopback QuickBooks' report generator (quickbooks-server.ts): ProfitAndLoss and BalanceSheet in
  * Intuit's JSON report shape, one Money column per month (StartDate/EndDate/ColKey
  * metadata) plus the last Total column of a multi-month ProfitAndLoss, nested
  * sections with `group`, `""` for no amount. Figures depend only on (realm, month),
@@ -7,7 +7,7 @@
  * has no activity at all.
  */
 import crypto from 'node:crypto';
-import type { QboColData, QboReport, QboRow } from './report-parser.ts';
+import type { QboColData, QboReport, QboRow } from '../quickbooks/report-parser.ts';
 
 /** Calendar months touched by start..end, with each column's clipped dates. */
 export function monthColumns(start: string, end: string): Array<{ key: string; start: string; end: string; title: string }> {
