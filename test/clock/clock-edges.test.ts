@@ -65,7 +65,7 @@ async function seed(db: Knex): Promise<void> {
   }
   await aTask(db, 'c_drift', { id: 't_open', status: 'PENDING', due_at: at('2026-02-28T23:59:59Z'), created_at: at('2025-06-01T00:00:00Z') });
   for (const month of ['2025-10-01', '2025-11-01', '2025-12-01', '2026-01-01', '2026-02-01', '2026-09-01', '2026-10-01']) {
-    await aFinancialPeriod(db, 'c_drift', month, { revenue: `${100000 + Number(month.slice(5, 7)) * 1000}.00`, ebitda: '20000.00', created_at: at('2025-06-01T00:00:00Z') });
+    await aFinancialPeriod(db, 'c_drift', month, { revenue: `${100000 + Number(month.slice(5, 7)) * 1000}.00`, ebitda: '20000.00', created_at: at('2025-06-01T00:00:00Z'), updated_at: at('2025-06-01T00:00:00Z') });
   }
 }
 
@@ -120,7 +120,12 @@ interface StepResult {
 
 const UUID = /[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}/g;
 
-/** The rows the jobs write, comparable across lanes: generated ids numbered in order of appearance, wall-clock stamps (DB defaults, not the run's clock) dropped. */
+/**
+ * The rows the jobs write, comparable across lanes: generated ids numbered in order
+ * of appearance; every timestamp kept. The seed sets every timestamp column itself and
+ * the jobs write theirs with the run's clock, so no row holds the real time (a database
+ * default): one would differ between the lanes and fail the comparison, whatever the date.
+ */
 async function snapshot(db: Knex): Promise<Record<string, unknown[]>> {
   const tables: Record<string, string> = {
     signals: 'company_id, user_id, event_type, severity, created_at',
@@ -130,7 +135,6 @@ async function snapshot(db: Knex): Promise<Record<string, unknown[]>> {
     financial_periods: 'company_id, period_start',
   };
   const out: Record<string, unknown[]> = {};
-  const wallClock = Date.now();
   const ids = new Map<string, string>();
   // to_jsonb writes timestamptz in the session's zone: read in UTC, whatever the database's default.
   const read = (table: string, order: string) =>
@@ -140,14 +144,7 @@ async function snapshot(db: Knex): Promise<Record<string, unknown[]>> {
     });
   for (const [table, order] of Object.entries(tables)) {
     const rows = await read(table, order);
-    out[table] = rows.map(({ row }) => {
-      const clean: Record<string, unknown> = {};
-      for (const [k, v] of Object.entries(row)) {
-        if (typeof v === 'string' && /^\d{4}-\d{2}-\d{2}T/.test(v) && Math.abs(Date.parse(v) - wallClock) < 86_400_000) continue;
-        clean[k] = v;
-      }
-      return JSON.parse(JSON.stringify(clean).replace(UUID, (u) => ids.get(u) ?? (ids.set(u, `<id ${ids.size + 1}>`), ids.get(u)!)));
-    });
+    out[table] = rows.map(({ row }) => JSON.parse(JSON.stringify(row).replace(UUID, (u) => ids.get(u) ?? (ids.set(u, `<id ${ids.size + 1}>`), ids.get(u)!))) as Record<string, unknown>);
   }
   return out;
 }

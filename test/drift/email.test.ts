@@ -67,6 +67,14 @@ describe('drift report email', () => {
     expect(email.html).to.include('href="https://app.exitosx.test/companies/cmp%2F1/drift-reports/2026-02"');
   });
 
+  it('links "Unsubscribe" to the product app\'s notification settings, on drift reports, in HTML and text', () => {
+    // Written out here, not built by the code under test: the URL the product app serves.
+    const url = 'https://app.exitosx.test/settings/notifications?unsubscribe=drift_reports';
+    expect(email.html).to.include(`href="${url}"`);
+    expect(email.html).to.match(/<a href="https:\/\/app\.exitosx\.test\/settings\/notifications\?unsubscribe=drift_reports"[^>]*>Unsubscribe<\/a>/);
+    expect(email.text).to.include(`Unsubscribe: ${url}\n`);
+  });
+
   it('has a plain-text part with the same figures and the narrative', () => {
     expect(email.text).to.include('Hi Priya, here is how Bluewater "Print" & Co. moved in February 2026.');
     expect(email.text).to.include('Buyer Readiness Index: 61.2 / 100 (-2.8 from 64, declining)');

@@ -26,18 +26,20 @@ describe('email service', function () {
 
   eachBackend((db) => {
     const services: EmailService[] = [];
+    /** This test's log lines (emptied before each test: one test's lines never satisfy another's check). */
+    const logLines: Array<Record<string, unknown>> = [];
     let user: Row & { id: string };
     beforeEach(async () => {
       await db().truncate();
       sendgrid.requests.length = 0;
       sendgrid.recover();
+      logLines.length = 0;
       user = await aUser(db().knex);
     });
     afterEach(async () => {
       for (const s of services.splice(0)) await s.close();
     });
 
-    const logLines: Array<Record<string, unknown>> = [];
     const service = (over: { env?: Record<string, string>; dryRun?: boolean; now?: Date; signal?: AbortSignal } = {}) => {
       const stream = new PassThrough();
       stream.on('data', (c: Buffer) => {
@@ -65,6 +67,19 @@ describe('email service', function () {
       expect(req!.body.custom_args).to.deep.equal({ idempotency_key: 'test:1', email_type: 'INACTIVITY_NUDGE', email_log_id: row!.id });
       expect(req!.body.headers).to.deep.equal({ 'List-Unsubscribe': `<https://app.example.test/email/unsubscribe?token=${String(row!.id)}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' });
     });
+
+    for (const type of ['DRIFT_REPORT', 'INACTIVITY_NUDGE'] as const) {
+      it(`${type} emails carry the product app's one-click unsubscribe (RFC 8058): POST /email/unsubscribe?token=<its email_log id>`, async () => {
+        expect(await service().send({ ...email(`${type}:1`), type })).to.deep.equal({ outcome: 'sent', status: 'SENT' });
+        const [row] = await rows();
+        // The literal URL the app serves, written out here (not built by the code under test).
+        expect(sendgrid.requests[0]!.body.headers).to.deep.equal({
+          'List-Unsubscribe': `<https://app.example.test/email/unsubscribe?token=${encodeURIComponent(String(row!.id))}>`,
+          'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+        });
+        expect(sendgrid.requests[0]!.body.categories).to.deep.equal([type === 'DRIFT_REPORT' ? 'drift-report' : 'inactivity-nudge']);
+      });
+    }
 
     it('answers already for a key sent before, and sends nothing', async () => {
       await service().send(email());
@@ -159,7 +174,8 @@ describe('email service', function () {
     it('times out a request that hangs, and retries it', async function () {
       this.timeout(10_000);
       const sockets = new Set<Socket>();
-      const hanging = http.createServer(() => undefined);
+      let received = 0;
+      const hanging = http.createServer(() => void received++);
       hanging.on('connection', (s) => sockets.add(s));
       await new Promise<void>((r) => hanging.listen(0, '127.0.0.1', r));
       try {
@@ -167,7 +183,12 @@ describe('email service', function () {
         const started = Date.now();
         const result = await service({ env: { SENDGRID_API_URL: `http://127.0.0.1:${port}`, EMAIL_TIMEOUT_MS: '200', EMAIL_MAX_RETRIES: '1' } }).send(email());
         expect(result.outcome).to.equal('failed');
+        expect(result.error).to.match(/SendGrid unreachable: ECONNABORTED timeout of 200ms exceeded/);
         expect(Date.now() - started).to.be.lessThan(5000);
+        // Timed out, retried once (EMAIL_MAX_RETRIES=1), timed out again: two requests, each failed attempt logged.
+        expect(received).to.equal(2);
+        expect(logLines.filter((l) => l.message === 'email:retry').map((l) => [l.attempt, l.retriesLeft, l.error])).to.deep.equal([[1, 1, result.error], [2, 0, result.error]]);
+        expect((await rows()).map((r) => [r.status, r.error])).to.deep.equal([['FAILED', result.error]]);
       } finally {
         for (const s of sockets) s.destroy();
         await new Promise((r) => hanging.close(r));
@@ -268,12 +289,21 @@ describe('email service', function () {
       });
 
       it('claims no further chunk once the run is asked to stop: those emails are stopped, with no row, and still owed', async () => {
-        sendgrid.delay(100);
         const stop = new AbortController();
         const s = service({ env: { EMAIL_CONCURRENCY: '1' }, signal: stop.signal });
-        const pending = s.sendMany(Array.from({ length: 12 }, (_, i) => ({ email: email(`m:${String(i).padStart(2, '0')}`) })));
-        setTimeout(() => stop.abort(), 50);
-        const results = await pending;
+        await s.recoverStale();
+        // The stop request comes as the first chunk is claimed (its insert statement), whatever the machine's speed.
+        const onClaim = (q: { sql: string }) => {
+          if (/^\s*insert into "?email_log"?/i.test(q.sql)) stop.abort();
+        };
+        db().knex.on('query', onClaim);
+        let results: Awaited<ReturnType<EmailService['sendMany']>>;
+        try {
+          results = await s.sendMany(Array.from({ length: 12 }, (_, i) => ({ email: email(`m:${String(i).padStart(2, '0')}`) })));
+        } finally {
+          db().knex.removeListener('query', onClaim);
+        }
+        expect(stop.signal.aborted).to.equal(true);
         // The first chunk (8) was claimed before the stop: it is finished; the other 4 are not claimed.
         expect(results.map((r) => r.outcome)).to.deep.equal([...Array(8).fill('sent'), ...Array(4).fill('stopped')]);
         expect(results.at(-1)).to.deep.equal({ outcome: 'stopped', status: 'UNSENT' });

@@ -12,6 +12,18 @@ import { eachBackend } from '../support/db.ts';
 import { aCompany } from '../support/factories.ts';
 import { NOW, runInProcess } from '../support/run.ts';
 
+/** Runs `fn` with what this process writes to stderr captured (and not shown); restores stderr whatever happens. */
+async function withStderr<T>(fn: () => Promise<T>): Promise<{ result: T; stderr: string }> {
+  let stderr = '';
+  const write = process.stderr.write.bind(process.stderr);
+  process.stderr.write = ((chunk: string | Uint8Array) => ((stderr += typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString('utf8')), true)) as typeof process.stderr.write;
+  try {
+    return { result: await fn(), stderr };
+  } finally {
+    process.stderr.write = write;
+  }
+}
+
 interface StampOptions {
   failIds?: Set<string>;
   delayMs?: number;
@@ -151,8 +163,12 @@ describe('run lifecycle', () => {
 
     it('exits 2 listing the columns a job needs that the database lacks', async () => {
       const job = { ...stampJob(), requiredColumns: { companies: ['id', 'valuation_band'], users: ['shoe_size'] } };
-      const r = await runInProcess(job, {}, { database: db().database });
-      expect(r.exitCode).to.equal(2);
+      const { result, stderr } = await withStderr(() => runInProcess(job, {}, { database: db().database }));
+      expect(result.exitCode).to.equal(2);
+      // One line on stderr, naming every missing column (and only those) and the fix.
+      expect(stderr.split('\n').filter((l) => l.startsWith('exitosx-cron:'))).to.deep.equal([
+        'exitosx-cron: database is missing columns the job uses: companies.valuation_band, users.shoe_size (run exitosx-cron migrate, or check DATABASE_URL)',
+      ]);
     });
   });
 
@@ -164,10 +180,12 @@ describe('run lifecycle', () => {
         for (let i = 0; i < 20; i++) await aCompany(db().knex);
         let release!: () => void;
         const gate = new Promise<void>((r) => (release = r));
-        const slow = { ...stampJob(), run: async () => (await gate, {}) };
-        // A run that holds the lock until released, then a contender.
+        let running!: () => void;
+        const inside = new Promise<void>((r) => (running = r));
+        const slow = { ...stampJob(), run: async () => (running(), await gate, {}) };
+        // A run that holds the lock (it is inside its job) until released, then a contender.
         const holder = runInProcess(slow, {}, { database: db().database });
-        await new Promise((r) => setTimeout(r, 300));
+        await inside;
         const contender = await runInProcess(stampJob(), {}, { database: db().database });
         expect(contender.exitCode).to.equal(0);
         expect(contender.summary).to.include({ success: true, alreadyRunning: true });

@@ -1,3 +1,4 @@
+import { once } from 'node:events';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import { forEachItem, Tally } from '../../lib/runtime/items.ts';
@@ -10,7 +11,7 @@ function capture() {
   const stream = new PassThrough();
   const lines: Array<Record<string, unknown>> = [];
   stream.on('data', (c: Buffer) => c.toString().split('\n').filter(Boolean).forEach((l) => lines.push(JSON.parse(l))));
-  return { log: createLogger({ level: 'debug', pretty: false, stream }), lines };
+  return { log: createLogger({ level: 'debug', pretty: false, stream }), lines, stream };
 }
 
 describe('runtime parts', () => {
@@ -139,11 +140,18 @@ describe('runtime parts', () => {
     }
   });
 
-  it('redacts secrets inside log metadata and errors', () => {
+  it('redacts secrets inside log metadata and errors', async () => {
     registerSecrets('client-secret-xyz');
     try {
-      const { log, lines } = capture();
-      log.error('item:failed', { error: new Error('refused with client-secret-xyz'), detail: { access_token: 'tok-123456' } });
+      const { log, lines, stream } = capture();
+      const written = once(stream, 'data');
+      log.error('item:failed', { error: new Error('refused with client-secret-xyz'), detail: { access_token: 'tok-123456', status: 400 } });
+      await written;
+      // The line was written, with everything but the secrets in it.
+      expect(lines).to.have.length(1);
+      expect(lines[0]).to.include({ level: 'error', message: 'item:failed' });
+      expect(lines[0]!.error).to.include({ name: 'Error', message: 'refused with [REDACTED]' });
+      expect(lines[0]!.detail).to.deep.equal({ access_token: '[REDACTED]', status: 400 });
       const out = JSON.stringify(lines);
       expect(out).not.to.contain('client-secret-xyz');
       expect(out).not.to.contain('tok-123456');

@@ -327,12 +327,8 @@ describe('QuickBooks report parser (properties)', function () {
     );
   });
 
-  // BUG (lib/quickbooks/report-parser.ts, owner: sync-quickbooks): JSON that breaks the
-  // documented shape — e.g. `Columns.Column: [null]`, `MetaData: "x"`, `Rows.Row: 5`,
-  // a ColData `value` that is a number — crashes with a TypeError ("Cannot read
-  // properties of null", "….map is not a function", "value.trim is not a function")
-  // instead of QuickBooksParseError, so sync-quickbooks counts it as an unexpected
-  // error (exit 1) rather than a handled sync failure with its signal. Unskip when fixed.
+  // JSON that breaks the documented shape (`Columns.Column: [null]`, `Rows.Row: 5`, a
+  // number for a ColData value...) is a handled sync failure, never a TypeError (exit 1).
   it('throws nothing but QuickBooksParseError on arbitrary JSON in place of any part of a report', () => {
     fc.assert(
       fc.property(reportArb('ProfitAndLoss', PNL_GROUPS, validAmount), fc.array(fc.nat(), { maxLength: 8 }), fc.jsonValue({ maxDepth: 2 }), (g, path, junk) => {

@@ -171,11 +171,12 @@ describe('generate-drift-reports', function () {
     });
 
     it('suppresses the report for an owner unsubscribed from everything, even with drift_reports on', async () => {
-      const { user } = await anOwnedCompany(knex());
+      const { company, user } = await anOwnedCompany(knex());
       await preferences(knex(), user.id, { drift_reports: true, unsubscribed_all: true });
       const { summary } = await run();
       expect(summary).to.include({ emailsSent: 0, emailsSuppressed: 1 });
-      expect(await emailLog(knex())).to.deep.include.members([{ user_id: user.id, idempotency_key: (await emailLog(knex()))[0]!.idempotency_key, status: 'SUPPRESSED', error: 'suppressed: preferences' }]);
+      // The key JOBS.md gives: drift-report:{companyId}:{YYYY-MM}:{userId}, for February's report.
+      expect(await emailLog(knex())).to.deep.equal([{ user_id: user.id, idempotency_key: `drift-report:${company.id}:2026-02:${user.id}`, status: 'SUPPRESSED', error: 'suppressed: preferences' }]);
     });
 
     it('emails every owner but no MEMBER, ADVISOR or deleted owner', async () => {

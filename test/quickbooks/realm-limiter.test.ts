@@ -14,42 +14,62 @@ import { useTwoRealmLoopback } from './support.ts';
 import { RealmLimiter, type RealmSlot } from '../../lib/quickbooks/realm-limiter.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';
 
-/** Whether the promise has settled after the pending callbacks ran. */
-async function settled(p: Promise<unknown>): Promise<boolean> {
-  let done = false;
-  void p.then(() => (done = true), () => (done = true));
-  await sleep(5);
-  return done;
+/**
+ * The order of what happened: the test's own steps (`mark`) and the moments the
+ * watched promises settled. Admission is checked by its place in this order (after
+ * the release that allows it, never before), not by how long anything took.
+ */
+function journal() {
+  const events: string[] = [];
+  return {
+    events,
+    mark: (event: string) => void events.push(event),
+    watch: <T>(name: string, p: Promise<T>): Promise<T> => {
+      void p.then(() => events.push(name), () => events.push(`${name} (rejected)`));
+      return p;
+    },
+  };
 }
+
+/** Lets every callback that is ready run (promise jobs, I/O, immediates) before the next step. */
+const turn = () => new Promise((r) => setImmediate(r));
 
 describe('the per-realm limiter', () => {
   const WINDOW = 200;
 
   it('admits at most maxInFlight at once; a release lets the next one in, first come first served', async () => {
     const limiter = new RealmLimiter({ maxInFlight: 2, maxPerWindow: 100, windowMs: WINDOW });
+    const j = journal();
     const a = await limiter.acquire('r');
-    await limiter.acquire('r');
-    const third = limiter.acquire('r');
-    const fourth = limiter.acquire('r');
-    expect(await settled(third)).to.equal(false);
+    const b = await limiter.acquire('r');
+    const third = j.watch('third admitted', limiter.acquire('r'));
+    const fourth = j.watch('fourth admitted', limiter.acquire('r'));
+    await limiter.acquire('other'); // other realms are not held up
+    await turn();
+    j.mark('a released');
     a.start();
     a.release();
     a.release(); // twice is once
-    expect(await settled(third)).to.equal(true);
-    expect(await settled(fourth)).to.equal(false);
-    await limiter.acquire('other'); // other realms are not held up
+    await third;
+    await turn();
+    j.mark('b released');
+    b.release();
+    await fourth;
+    expect(j.events).to.deep.equal(['a released', 'third admitted', 'b released', 'fourth admitted']);
   });
 
   it('starts at most maxPerWindow in any window, counting a slot not yet started whatever its age', async () => {
     const limiter = new RealmLimiter({ maxInFlight: 10, maxPerWindow: 2, windowMs: WINDOW });
+    const j = journal();
     const slots = [await limiter.acquire('r'), await limiter.acquire('r')];
-    const third = limiter.acquire('r');
+    const third = j.watch('third admitted', limiter.acquire('r'));
     await sleep(WINDOW * 1.5);
     // Both admitted long ago but not started: they still fill the window.
-    expect(await settled(third)).to.equal(false);
+    j.mark('both started');
     const started = performance.now();
     for (const s of slots) (s.start(), s.release());
     await third;
+    expect(j.events).to.deep.equal(['both started', 'third admitted']);
     expect(performance.now() - started).to.be.greaterThanOrEqual(WINDOW - 2);
   });
 
@@ -73,11 +93,18 @@ describe('the per-realm limiter', () => {
     expect(limiter.size).to.equal(2);
     slow.start();
     slow.release();
-    // b again, after it was forgotten: two at once, as a fresh realm.
-    const t = performance.now();
-    await use('b');
-    await use('b');
-    expect(performance.now() - t).to.be.lessThan(WINDOW / 2);
+    // b again, after it was forgotten: two at once, as a fresh realm (admitted at once,
+    // not after a window), and a third waits for a release (in flight), not for time.
+    const j = journal();
+    const b1 = j.watch('b1 admitted', limiter.acquire('b'));
+    const b2 = j.watch('b2 admitted', limiter.acquire('b'));
+    const b3 = j.watch('b3 admitted', limiter.acquire('b'));
+    await turn();
+    j.mark('b1 released');
+    (await b1).release(); // never started: gives its start back too
+    await b3;
+    expect(j.events).to.deep.equal(['b1 admitted', 'b2 admitted', 'b1 released', 'b3 admitted']);
+    await b2;
   });
 
   it('keeps an idle realm while its recent starts still fill the window', async () => {
@@ -95,14 +122,18 @@ describe('the per-realm limiter', () => {
 
   it('rejects a waiting acquire when its signal aborts, with the signal\'s reason, and lets the others through', async () => {
     const limiter = new RealmLimiter({ maxInFlight: 1, maxPerWindow: 100, windowMs: WINDOW });
+    const j = journal();
     const held = await limiter.acquire('r');
     const stop = new AbortController();
-    const waiting = limiter.acquire('r', stop.signal);
-    const next = limiter.acquire('r');
+    const waiting = j.watch('waiting', limiter.acquire('r', stop.signal));
+    const next = j.watch('next admitted', limiter.acquire('r'));
     stop.abort(new Error('stopped'));
     await waiting.then(() => expect.fail('admitted'), (err: Error) => expect(err.message).to.equal('stopped'));
+    await turn();
+    j.mark('held released');
     held.release();
-    expect(await settled(next)).to.equal(true);
+    await next;
+    expect(j.events).to.deep.equal(['waiting (rejected)', 'held released', 'next admitted']);
     await limiter.acquire('r', stop.signal).then(() => expect.fail('admitted'), (err: Error) => expect(err.message).to.equal('stopped'));
   });
 });

@@ -29,6 +29,13 @@ export function qbEnv(server: LoopbackQuickBooks, over: Record<string, string | 
 }
 
 let seq = 0;
+/**
+ * Integrations made so far per loopback server. Realm ids are numbered per server
+ * (each test starts its own), so a test's realms, and so the loopback's figures,
+ * which depend on the realm, are the same on every run: never the pid, never the
+ * tests that ran before.
+ */
+const realmsMade = new WeakMap<LoopbackQuickBooks, number>();
 
 export interface IntegrationOptions {
   /** Access token lifetime left at NOW, ms (negative: expired). @defaultValue 1 hour */
@@ -51,7 +58,9 @@ export interface TestIntegration {
 export async function anIntegration(db: Knex, server: LoopbackQuickBooks, o: IntegrationOptions = {}): Promise<TestIntegration> {
   const n = ++seq;
   const company = await aCompany(db, o.company ?? {});
-  const realmId = `9130${process.pid}${String(n).padStart(4, '0')}`;
+  const r = (realmsMade.get(server) ?? 0) + 1;
+  realmsMade.set(server, r);
+  const realmId = `9130${String(r).padStart(12, '0')}`; // 16 digits, as Intuit's
   const accessToken = `access-${crypto.randomBytes(8).toString('hex')}`;
   const refreshToken = `refresh-${crypto.randomBytes(8).toString('hex')}`;
   if (o.register !== false) server.addTokens(realmId, { accessToken, refreshToken });
