@@ -86,8 +86,8 @@ export function isLockTimeout(err: unknown): boolean {
 export function translateDbError(err: unknown): unknown {
   if (err instanceof RowLockedError || err instanceof StatementTimeoutError) return err;
   const state = sqlState(err);
-  if (state === '55P03') return new RowLockedError(`${ROW_LOCKED} (waited longer than lock_timeout): ${messageOf(err)}`, { cause: err });
-  if (state === '57014') return new StatementTimeoutError(`database statement cancelled (statement_timeout): ${messageOf(err)}`, { cause: err });
+  if (state === '55P03') return new RowLockedError(`${ROW_LOCKED} (waited longer than lock_timeout): ${dbMessage(err)}`, { cause: err });
+  if (state === '57014') return new StatementTimeoutError(`database statement cancelled (statement_timeout): ${dbMessage(err)}`, { cause: err });
   return err;
 }
 
@@ -102,12 +102,23 @@ export function translateDbError(err: unknown): unknown {
  */
 export function databaseFailure(err: unknown, where: 'item' | 'run'): DependencyError | undefined {
   if (err instanceof DependencyError) return err;
-  if (isConnectionError(err)) return new DependencyError(`database connection lost: ${messageOf(err)}`, { cause: err });
+  if (isConnectionError(err)) return new DependencyError(`database connection lost: ${dbMessage(err)}`, { cause: err });
   const state = sqlState(err);
-  if (state === '25006') return new DependencyError(`database is read-only (a standby, or default_transaction_read_only is on): ${messageOf(err)}`, { cause: err });
-  if (where === 'run' && (state === '57014' || err instanceof StatementTimeoutError)) return new DependencyError(`database too slow: a read was cancelled by statement_timeout (DATABASE_STATEMENT_TIMEOUT_MS): ${messageOf(err)}`, { cause: err });
-  if (where === 'run' && isLockTimeout(err)) return new DependencyError(`database blocked: waited longer than lock_timeout (DATABASE_LOCK_TIMEOUT_MS) for a lock another transaction holds: ${messageOf(err)}`, { cause: err });
+  if (state === '25006') return new DependencyError(`database is read-only (a standby, or default_transaction_read_only is on): ${dbMessage(err)}`, { cause: err });
+  if (where === 'run' && (state === '57014' || err instanceof StatementTimeoutError)) return new DependencyError(`database too slow: a read was cancelled by statement_timeout (DATABASE_STATEMENT_TIMEOUT_MS): ${dbMessage(err)}`, { cause: err });
+  if (where === 'run' && isLockTimeout(err)) return new DependencyError(`database blocked: waited longer than lock_timeout (DATABASE_LOCK_TIMEOUT_MS) for a lock another transaction holds: ${dbMessage(err)}`, { cause: err });
   return undefined;
+}
+
+/**
+ * The server's own words of a PostgreSQL error, without the SQL knex puts before
+ * them ("select … - canceling statement due to lock timeout"): one short line.
+ */
+export function dbMessage(err: unknown): string {
+  const message = messageOf(err);
+  const isServerError = typeof (err as { severity?: unknown } | null)?.severity === 'string';
+  const cut = message.lastIndexOf(' - ');
+  return isServerError && cut >= 0 ? message.slice(cut + 3) : message;
 }
 
 /** The message of any thrown value, as a string. */

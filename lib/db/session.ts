@@ -39,3 +39,6 @@ export function jobSessionSql(t: DatabaseTimeouts): string {
  * server-wide idle limit would otherwise end the lock's session mid-run.
  */
 export const LOCK_SESSION_SQL = `select set_config(name, '0', false) from pg_settings where name in ('lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout')`;
+
+/** Puts the server's own `idle_session_timeout` back on the lock's connection before it returns to the pool (the job settings are re-applied beside it). */
+export const UNLOCK_SESSION_SQL = `select set_config(name, reset_val, false) from pg_settings where name = 'idle_session_timeout'`;

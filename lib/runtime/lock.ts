@@ -15,7 +15,7 @@
 import zlib from 'node:zlib';
 import type { Knex } from 'knex';
 import type { Database } from '../db/connect.ts';
-import { jobSessionSql, LOCK_SESSION_SQL } from '../db/session.ts';
+import { jobSessionSql, LOCK_SESSION_SQL, UNLOCK_SESSION_SQL } from '../db/session.ts';
 
 /** First key of the two-int advisory lock: "EXIT" in ASCII, the suite's namespace. */
 const LOCK_NAMESPACE = 0x45584954;
@@ -53,7 +53,10 @@ export async function tryLock(db: Database, job: string, shardIndex: number, onL
     connection.removeListener?.('end', lost);
     try {
       await db.knex.raw('select pg_advisory_unlock(?, ?)', [LOCK_NAMESPACE, key]).connection(connection);
-      if (db.timeouts) await db.knex.raw(jobSessionSql(db.timeouts)).connection(connection);
+      if (db.timeouts) {
+        await db.knex.raw(UNLOCK_SESSION_SQL).connection(connection);
+        await db.knex.raw(jobSessionSql(db.timeouts)).connection(connection);
+      }
     } finally {
       await client.releaseConnection(connection);
     }
