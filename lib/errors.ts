@@ -116,9 +116,10 @@ export function databaseFailure(err: unknown, where: 'item' | 'run'): Dependency
  */
 export function dbMessage(err: unknown): string {
   const message = messageOf(err);
-  const isServerError = typeof (err as { severity?: unknown } | null)?.severity === 'string';
+  // knex writes "<the statement, values inlined> - <the driver's message>".
+  const fromKnex = /^\s*(select|insert|update|delete|with|begin|commit|rollback|savepoint|release|set|lock|truncate|create|alter|drop)\b/i.test(message);
   const cut = message.lastIndexOf(' - ');
-  return isServerError && cut >= 0 ? message.slice(cut + 3) : message;
+  return fromKnex && cut >= 0 ? message.slice(cut + 3) : message;
 }
 
 /** The message of any thrown value, as a string. */
