@@ -133,7 +133,7 @@ export async function createPrivatePostgres(): Promise<PrivatePostgres> {
         return;
       } catch (err) {
         await client.end().catch(() => undefined);
-        if (child?.exitCode !== null || Date.now() > deadline) throw new Error(`private PostgreSQL did not start: ${(err as Error).message}\n${readLog().slice(-3000)}`);
+        if (child?.exitCode !== null || Date.now() > deadline) throw new Error(`private PostgreSQL did not start: ${(err as Error).message}\n${readLog().slice(-3000)}`, { cause: err });
         await new Promise((r) => setTimeout(r, 100));
       }
     }
