@@ -374,7 +374,9 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
    */
   const claimChunk = async (rows: NewEmailLog[]): Promise<Map<string, string>> => {
     try {
-      return await claimMany(db, rows, now);
+      // A dry run is one transaction: a failed statement would abort all of it, so there
+      // the claim gets a savepoint of its own (knex nests a transaction as one).
+      return await (dryRun ? db.transaction((trx) => claimMany(trx, rows, now)) : claimMany(db, rows, now));
     } catch (err) {
       if (!isLockTimeout(err) || rows.length === 1) {
         if (isLockTimeout(err)) return new Map([[rows[0]!.idempotencyKey, LOCKED]]);

@@ -21,13 +21,16 @@
  * without the one-by-one claim fallback (lib/email/service.ts, claimChunk) the email
  * case sends no email of the page; without the one-by-one resolution of returners
  * the returner case resolves neither; without LOCK_SESSION_SQL on the lock's
- * connection the idle_session_timeout case logs run:lock-lost.
+ * connection the idle_session_timeout case logs run:lock-lost; without the savepoint
+ * around a dry run's claim, the dry run's transaction is aborted by the lock timeout
+ * and every email of the page fails.
  */
 import { expect } from 'chai';
 import pg from 'pg';
 import driftJob from '../../jobs/generate-drift-reports.ts';
 import inactivityJob from '../../jobs/detect-inactivity.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
+import { openPostgresUrl } from '../../lib/db/connect.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
 import type { TestDb } from '../support/db.ts';
 import { anOwnedCompany, daysBefore } from '../support/factories.ts';
@@ -209,6 +212,18 @@ describe('faults: the product app holds locks while a job runs (PostgreSQL, real
         `insert into email_log (user_id, to_email, email_type, idempotency_key, status) values ($1, $2, 'DRIFT_REPORT', $3, 'PENDING')`,
         [held.user.id, held.user.email, key],
       ]]);
+
+      // A dry run first (one transaction, rolled back): the held key fails alone there too,
+      // its claim in a savepoint of its own, so the rest of the dry run's transaction lives on.
+      const timed = await openPostgresUrl(t.url!, 'exitosx-cron:dry-run', 4, { lockTimeoutMs: LOCK_MS, statementTimeoutMs: 30_000, idleInTransactionTimeoutMs: 10_000 });
+      try {
+        const dry = await runInProcess(driftJob, { dryRun: true }, { database: timed, env: sendgridEnv(sendgrid) });
+        expect(dry.exitCode, JSON.stringify(dry.summary)).to.equal(1);
+        expect(dry.summary).to.include({ dryRun: true, generated: 4, emailsSent: 3, errors: 1, lockTimeouts: 1 });
+      } finally {
+        await timed.close();
+      }
+      expect(await counts(t.knex)).to.deep.include({ reports: 0, emails: {} });
 
       const r = await run(['generate-drift-reports'], sendgridEnv(sendgrid));
       expect(r.code, r.stderr.slice(-2000)).to.equal(1);
