@@ -251,7 +251,6 @@ describe('faults: PostgreSQL crashes and restarts (private cluster, real CLI)', 
 
     for (const job of ['detect-inactivity', 'generate-drift-reports', 'sync-quickbooks']) {
       it(`${job}: one clear line and exit 3, no stack trace, no item tried`, async () => {
-        const started = Date.now();
         const r = await runCli([job, '--now', NOW.toISOString()], { env: env({ ...sendgridEnv(sendgrid), ...qbEnv(qb) }) });
         expect(r.code, r.stderr.slice(-3000)).to.equal(3);
         const plain = r.stderr.split('\n').filter((l) => l.startsWith('exitosx-cron: '));
@@ -260,7 +259,7 @@ describe('faults: PostgreSQL crashes and restarts (private cluster, real CLI)', 
         expect(r.stderr).not.to.match(/\n\s+at |"stack"/);
         expect(r.stderr).not.to.match(/item:failed|batch:failed|run:failed/);
         expect(r.summary).to.include({ success: false, errors: 0 });
-        expect(Date.now() - started).to.be.below(30_000);
+        expect(Number(r.summary!.durationMs), 'no retry storm: it stops at the first write').to.be.below(10_000);
       });
     }
   });

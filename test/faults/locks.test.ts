@@ -42,8 +42,8 @@ import { acceptedPerKey, counts, maxPerKey, sendgridEnv, usePostgresAndSendGrid 
 /** The lock timeout of these runs: short, so that a test waits seconds, not the default 5. */
 const LOCK_MS = 1000;
 const TIMEOUTS = { DATABASE_LOCK_TIMEOUT_MS: String(LOCK_MS), DATABASE_STATEMENT_TIMEOUT_MS: '30000', DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: '10000' };
-/** A page waits once, then its locked item alone once more; the rest is the CLI's start and work on a loaded machine. */
-const ENDS_WITHIN_MS = 2 * LOCK_MS + 15_000;
+/** A page waits once, then its locked item alone once more; the margin is the work itself on a loaded, shared machine. */
+const ENDS_WITHIN_MS = 2 * LOCK_MS + 10_000;
 
 /** The app: a second connection holding a lock in an open transaction until `release`. */
 interface App {
@@ -85,7 +85,9 @@ describe('faults: the product app holds locks while a job runs (PostgreSQL, real
     const r = await runCli([...args, '--now', NOW.toISOString()], { env: { DATABASE_URL: t.url!, ...TIMEOUTS, ...env } });
     const ms = Date.now() - started;
     expect(r.signal, r.stderr.slice(-2000)).to.equal(null);
-    expect(ms, 'ended by itself, within the lock timeout plus a margin').to.be.below(ENDS_WITHIN_MS);
+    // The run's own time (from its start, after Node has loaded the program: on a
+    // loaded CI machine that alone can take seconds).
+    expect(Number(r.summary?.durationMs), 'ended by itself, within the lock timeout plus a margin').to.be.below(ENDS_WITHIN_MS);
     return { ...r, ms };
   };
 
@@ -280,7 +282,7 @@ describe('faults: the product app holds locks while a job runs (PostgreSQL, real
       sendgrid.delay(600);
       const r = await run(['detect-inactivity'], { ...sendgridEnv(sendgrid, { EMAIL_CONCURRENCY: '1' }) });
       expect(r.code, r.stderr.slice(-2000)).to.equal(0);
-      expect(r.ms).to.be.above(3000);
+      expect(Number(r.summary!.durationMs)).to.be.above(3000);
       expect(r.stderr).not.to.include('run:lock-lost');
     } finally {
       sendgrid.delay(0);
