@@ -19,7 +19,7 @@
  */
 import { createEmailService, type BatchEmail, type EmailService, type SendResult } from '../lib/email/service.ts';
 import { renderInactivityNudge } from '../lib/email/templates/inactivity-nudge.ts';
-import { isConnectionError } from '../lib/errors.ts';
+import { databaseFailure, RowLockedError, translateDbError } from '../lib/errors.ts';
 import type { JobContext, JobDefinition } from '../lib/runtime/job.ts';
 import { OUTCOME_UNKNOWN } from '../lib/sql/email-log.ts';
 import { countInactiveOwners, inactiveOwnerBatches, INACTIVITY_EVENT, openInactivitySignalBatches, type Candidate, type OwnedCompany, type PageOptions } from '../lib/sql/inactivity.ts';
@@ -103,21 +103,41 @@ export default job;
 /**
  * Resolves ('USER_RETURNED', with SIGNAL_RESOLVED entries) the open signals of
  * users now inactive fewer than 21 days: a page of open signals at a time, each
- * page's resolutions in one transaction. Returns how many it resolved.
+ * page's resolutions in one transaction. A page that fails (a signal row the app
+ * holds locked past lock_timeout) is done again signal by signal, so only that
+ * signal fails. Returns how many it resolved.
  */
 async function resolveReturnedUsers(ctx: JobContext, scope: PageOptions): Promise<number> {
+  const resolve = async (ids: string[]) => (await ctx.db.transaction((trx) => resolveSignals(trx, ids, 'USER_RETURNED', ctx.now))).length;
+  const fail = (id: string, err: unknown) => {
+    // A lost (or read-only) database is not this signal's fault: it stops the run (exit 3).
+    if (databaseFailure(err, 'item')) throw err;
+    ctx.tally.fail('signal', id, err);
+    ctx.log.error('item:failed', { kind: 'signal', id, error: translateDbError(err) });
+  };
   let resolved = 0;
   for await (const page of openInactivitySignalBatches(ctx.db, scope)) {
     if (ctx.signal.aborted) break;
     const returned = page.filter((s) => s.daysInactive < INACTIVE_DAYS).map((s) => s.id);
     if (!returned.length) continue;
     try {
-      resolved += (await ctx.db.transaction((trx) => resolveSignals(trx, returned, 'USER_RETURNED', ctx.now))).length;
+      resolved += await resolve(returned);
+      continue;
     } catch (err) {
-      // One page that fails does not stop the others (a lost connection does: exit 3).
-      if (isConnectionError(err)) throw err;
-      ctx.tally.fail('signals', returned[0]!, err);
-      ctx.log.error('item:failed', { kind: 'signals', id: returned[0], count: returned.length, error: err });
+      if (returned.length === 1) {
+        fail(returned[0]!, err);
+        continue;
+      }
+      if (databaseFailure(err, 'item')) throw err;
+      ctx.log.warn('batch:failed', { kind: 'signal', size: returned.length, first: returned[0], error: translateDbError(err), detail: 'resolving its signals one by one' });
+    }
+    for (const id of returned) {
+      if (ctx.signal.aborted) break;
+      try {
+        resolved += await resolve([id]);
+      } catch (err) {
+        fail(id, err);
+      }
     }
   }
   return resolved;
@@ -181,11 +201,14 @@ async function checkPage(ctx: JobContext, emails: EmailService, page: Candidate[
     return target ? [nudgeFor(ctx, c, target)] : [];
   });
   const results = await emails.sendMany(nudges);
-  // A nudge delivered but not recorded as SENT fails its user (the row stays PENDING, never resent).
+  // A nudge delivered but not recorded as SENT fails its user (the row stays PENDING,
+  // never resent); so does one whose key another transaction holds (still owed: the
+  // Job's retry sends it).
   const unrecorded = new Map<string, Error>();
   results.forEach((result, i) => {
     count(counts, result);
     if (result.outcome === 'unrecorded') unrecorded.set(nudges[i]!.email.userId!, new Error(`nudge delivered but not recorded as sent: ${result.error}`));
+    if (result.outcome === 'locked') unrecorded.set(nudges[i]!.email.userId!, new RowLockedError(`nudge not sent: ${result.error}`));
   });
 
   counts.usersChecked = page.length;

@@ -26,6 +26,21 @@ const positiveInt = (name: string, def: number) =>
       return n;
     });
 
+/** A duration in ms where 0 turns the limit off (as in PostgreSQL). */
+const wholeOrZero = (name: string, def: number) =>
+  z
+    .string()
+    .optional()
+    .transform((v, ctx) => {
+      if (v === undefined || v === '') return def;
+      const n = WHOLE.test(v) ? Number(v) : Number.NaN;
+      if (!Number.isInteger(n) || n > MAX_WHOLE) {
+        ctx.addIssue({ code: 'custom', message: `${name} must be a whole number of milliseconds from 0 (off) to ${MAX_WHOLE} (got ${JSON.stringify(v)})` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
 const url = (name: string) =>
   z
     .string()
@@ -62,6 +77,21 @@ const schema = z.object({
   EMBEDDED_DB_DIR: z.string().default('./.exitosx/db'),
   /** Connection pool size. @defaultValue 10 */
   DATABASE_POOL_MAX: positiveInt('DATABASE_POOL_MAX', 10),
+  /**
+   * How long a statement of a job waits for a row or table lock another transaction
+   * (the product application) holds, in ms; then that item fails ("row locked by
+   * another transaction") and the next run retries it. 0: wait forever. @defaultValue 5000
+   */
+  DATABASE_LOCK_TIMEOUT_MS: wholeOrZero('DATABASE_LOCK_TIMEOUT_MS', 5000),
+  /** Longest a job's statement may run, in ms; a page read cut by it ends the run (exit 3). 0: no limit. @defaultValue 300000 */
+  DATABASE_STATEMENT_TIMEOUT_MS: wholeOrZero('DATABASE_STATEMENT_TIMEOUT_MS', 300_000),
+  /**
+   * Longest a job's session may sit idle inside an open transaction, in ms, before the
+   * server ends it (a stuck run never holds its row locks for long). Must exceed
+   * QUICKBOOKS_TIMEOUT_MS for sync-quickbooks: a token refresh holds its row lock across
+   * the call. 0: no limit. @defaultValue 60000
+   */
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: wholeOrZero('DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS', 60_000),
   /** Links in emails. @defaultValue https://app.exitosx.com */
   APP_BASE_URL: url('APP_BASE_URL').transform((v) => v ?? 'https://app.exitosx.com'),
   /** Sender of every email. @defaultValue Exit OSx <no-reply@exitosx.com> */
@@ -136,6 +166,8 @@ export interface Config {
   databaseUrl: string | undefined;
   embeddedDbDir: string;
   databasePoolMax: number;
+  /** Session settings of every job connection but the run lock's (lib/db/session.ts); 0 = off. */
+  databaseTimeouts: DatabaseTimeouts;
   appBaseUrl: string;
   email: {
     from: string;
@@ -177,6 +209,13 @@ export interface Config {
   };
 }
 
+/** The PostgreSQL session timeouts of a job's connections, in ms (0 = off). */
+export interface DatabaseTimeouts {
+  lockTimeoutMs: number;
+  statementTimeoutMs: number;
+  idleInTransactionTimeoutMs: number;
+}
+
 const QUICKBOOKS_API_URLS = {
   sandbox: 'https://sandbox-quickbooks.api.intuit.com',
   production: 'https://quickbooks.api.intuit.com',
@@ -205,6 +244,11 @@ export function loadConfig(env: Record<string, string | undefined>): Config {
     databaseUrl: e.DATABASE_URL,
     embeddedDbDir: e.EMBEDDED_DB_DIR,
     databasePoolMax: e.DATABASE_POOL_MAX,
+    databaseTimeouts: {
+      lockTimeoutMs: e.DATABASE_LOCK_TIMEOUT_MS,
+      statementTimeoutMs: e.DATABASE_STATEMENT_TIMEOUT_MS,
+      idleInTransactionTimeoutMs: e.DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS,
+    },
     appBaseUrl: e.APP_BASE_URL,
     email: {
       from: e.EMAIL_FROM,
@@ -251,6 +295,13 @@ export function requireQuickBooksConfig(config: Config): void {
   if (!config.quickbooks.clientId) throw new ConfigError('QUICKBOOKS_CLIENT_ID is required by sync-quickbooks (the Intuit app client id)');
   if (!config.quickbooks.clientSecret) throw new ConfigError('QUICKBOOKS_CLIENT_SECRET is required by sync-quickbooks (the Intuit app client secret)');
   if (!config.tokenEncryptionKey) throw new ConfigError('TOKEN_ENCRYPTION_KEY is required by sync-quickbooks (32 bytes of base64; make one with: openssl rand -base64 32)');
+  // A token refresh holds the integration's row lock in a transaction across Intuit's
+  // token call: a server-side idle limit shorter than that call would end the session
+  // (and the run, exit 3) whenever Intuit is slow.
+  const idle = config.databaseTimeouts.idleInTransactionTimeoutMs;
+  if (idle > 0 && idle <= config.quickbooks.timeoutMs) {
+    throw new ConfigError(`DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS (${idle}) must be longer than QUICKBOOKS_TIMEOUT_MS (${config.quickbooks.timeoutMs}) for sync-quickbooks: a token refresh holds its row lock across that call`);
+  }
 }
 
 /** The secret values of a configuration, for the redactor. */

@@ -11,10 +11,11 @@ import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
 import { PGlite } from '@electric-sql/pglite';
 import ClientPGLite from 'knex-pglite';
-import type { Config } from '../config.ts';
+import type { Config, DatabaseTimeouts } from '../config.ts';
 import { ConfigError, DependencyError, messageOf } from '../errors.ts';
 import { redact } from '../telemetry/redact.ts';
 import { acquireEmbeddedLock } from './embedded-lock.ts';
+import { jobSessionSql } from './session.ts';
 
 export type Db = Knex;
 
@@ -24,6 +25,8 @@ export interface Database {
   kind: 'postgres' | 'pglite';
   /** Where it is, without credentials (for logs). */
   description: string;
+  /** PostgreSQL: the session timeouts every pool connection gets (lib/db/session.ts); none on PGlite. */
+  timeouts?: DatabaseTimeouts;
   close(): Promise<void>;
 }
 
@@ -55,10 +58,12 @@ export interface OpenOptions {
  * reached, with the URL's password never in the message.
  */
 export async function openDatabase(config: Config, options: OpenOptions): Promise<Database> {
-  return config.databaseUrl ? openPostgres(config.databaseUrl, config.databasePoolMax, options) : openEmbedded(config.embeddedDbDir);
+  return config.databaseUrl ? openPostgres(config.databaseUrl, config.databasePoolMax, options, config.databaseTimeouts) : openEmbedded(config.embeddedDbDir);
 }
 
-async function openPostgres(url: string, poolMax: number, options: OpenOptions): Promise<Database> {
+type PgConnection = { query(sql: string, cb: (err: Error | null) => void): void };
+
+async function openPostgres(url: string, poolMax: number, options: OpenOptions, timeouts?: DatabaseTimeouts): Promise<Database> {
   const where = describeUrl(url);
   const knex = knexFactory({
     client: 'pg',
@@ -68,7 +73,12 @@ async function openPostgres(url: string, poolMax: number, options: OpenOptions):
       types: pgTypes,
       connectionTimeoutMillis: 10_000,
     } as Knex.PgConnectionConfig,
-    pool: { min: 0, max: poolMax },
+    pool: {
+      min: 0,
+      max: poolMax,
+      // Each new connection gets the job's session timeouts before any work (session.ts).
+      ...(timeouts ? { afterCreate: (conn: PgConnection, done: (err: Error | null, conn: PgConnection) => void) => conn.query(jobSessionSql(timeouts), (err) => done(err, conn)) } : {}),
+    },
     acquireConnectionTimeout: 15_000,
     // knex prints pool warnings with console by default; our errors say it once, redacted.
     log: QUIET_KNEX_LOG,
@@ -79,7 +89,7 @@ async function openPostgres(url: string, poolMax: number, options: OpenOptions):
     await knex.destroy().catch(() => undefined);
     throw new DependencyError(`database unreachable at ${where}: ${redact(messageOf(err))}`, { cause: err });
   }
-  return { knex, kind: 'postgres', description: where, close: () => knex.destroy() };
+  return { knex, kind: 'postgres', description: where, ...(timeouts ? { timeouts } : {}), close: () => knex.destroy() };
 }
 
 async function openEmbedded(dir: string): Promise<Database> {
@@ -136,7 +146,7 @@ export function createMemoryPglite(): Promise<PGlite> {
   return PGlite.create({ parsers: pgliteParsers });
 }
 
-/** Opens a PostgreSQL Database for an explicit URL (tests, bench). */
-export function openPostgresUrl(url: string, applicationName = 'exitosx-cron', poolMax = 10): Promise<Database> {
-  return openPostgres(url, poolMax, { applicationName });
+/** Opens a PostgreSQL Database for an explicit URL (tests, bench); with `timeouts`, its connections get them as a job's do. */
+export function openPostgresUrl(url: string, applicationName = 'exitosx-cron', poolMax = 10, timeouts?: DatabaseTimeouts): Promise<Database> {
+  return openPostgres(url, poolMax, { applicationName }, timeouts);
 }

@@ -9,6 +9,7 @@
  * delivered, so it is never resent). Only then may the report's `emailed_at` be set.
  */
 import type { Knex } from 'knex';
+import { RowLockedError } from '../errors.ts';
 import type { EmailService, SendResult } from '../email/service.ts';
 import { renderDriftReportEmail } from '../email/templates/drift-report.ts';
 import { OUTCOME_UNKNOWN } from '../sql/email-log.ts';
@@ -32,7 +33,8 @@ export interface DeliveryResult {
   suppressed: number;
   /** Emails answered `already` (settled by an earlier run). */
   already: number;
-  failures: Array<{ key: string; error: string }>;
+  /** `locked`: another transaction held the key's email_log row (lock timeout). */
+  failures: Array<{ key: string; error: string; locked?: boolean }>;
   /** Every owner's email is settled: `emailed_at` may be set. */
   settled: boolean;
 }
@@ -66,7 +68,9 @@ export async function deliverReports(emails: EmailService, appBaseUrl: string, b
       if (result.outcome === 'sent') out.sent++;
       else if (result.outcome === 'suppressed') out.suppressed++;
       else if (result.outcome === 'already') out.already++;
-      else if (result.outcome === 'failed' || result.outcome === 'unrecorded') out.failures.push({ key: messages[next]!.email.idempotencyKey, error: result.error ?? 'unknown error' });
+      else if (result.outcome === 'failed' || result.outcome === 'unrecorded' || result.outcome === 'locked') {
+        out.failures.push({ key: messages[next]!.email.idempotencyKey, error: result.error ?? 'unknown error', ...(result.outcome === 'locked' ? { locked: true } : {}) });
+      }
       if (!isSettled(result)) out.settled = false;
     }
     return out;
@@ -108,7 +112,7 @@ export function createReportMailer(deps: { emails: EmailService; db: Knex; appBa
         counts.emailsSent += d.sent;
         counts.emailsSuppressed += d.suppressed;
         counts.emailsFailed += d.failures.length;
-        for (const f of d.failures) deps.onFailure(f.key, new Error(f.error));
+        for (const f of d.failures) deps.onFailure(f.key, f.locked ? new RowLockedError(f.error) : new Error(f.error));
         if (!d.settled) {
           counts.reportsAwaitingEmail++;
           deps.log.warn('drift:email-owed', { reportId, companyId: report.company.id, period: report.period.month, failed: d.failures.length });

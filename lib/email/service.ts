@@ -18,7 +18,7 @@ import type { Knex } from 'knex';
 import PQueue from 'p-queue';
 import pRetry, { AbortError } from 'p-retry';
 import type { Config } from '../config.ts';
-import { isConnectionError, PermanentError, TransientError, messageOf } from '../errors.ts';
+import { isConnectionError, isLockTimeout, PermanentError, ROW_LOCKED, TransientError, messageOf } from '../errors.ts';
 import { claimMany, failStalePending, findEmailLog, insertEmailLog, markFailed, markSent, markSentMany, OUTCOME_UNKNOWN, reclaimFailed, suppressFailed, type EmailLogType, type NewEmailLog } from '../sql/email-log.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
@@ -53,8 +53,11 @@ export interface OutgoingEmail {
  * - `unrecorded` (`sendMany` only; `send` throws instead): the provider accepted
  *   it but SENT could not be recorded; the row stays PENDING (later "outcome
  *   unknown"), never resent. An error of the caller's item.
+ * - `locked` (`sendMany` only; `send` throws instead): another transaction holds
+ *   the key's row (an uncommitted claim of the same key) longer than lock_timeout;
+ *   nothing was recorded or sent, the email is still owed. An error of the caller's item.
  */
-export type SendOutcome = 'sent' | 'suppressed' | 'already' | 'failed' | 'stopped' | 'unrecorded';
+export type SendOutcome = 'sent' | 'suppressed' | 'already' | 'failed' | 'stopped' | 'unrecorded' | 'locked';
 
 export interface SendResult {
   outcome: SendOutcome;
@@ -115,6 +118,9 @@ export interface EmailServiceDeps {
   /** A transport to use instead of the configured one (tests). */
   transport?: Transport;
 }
+
+/** In `claimChunk`'s answer: the key's row is held by another transaction. */
+const LOCKED = '\u0000locked';
 
 /** `sendMany` claims this many emails per unit of email concurrency at once. */
 const CLAIM_CHUNK_PER_CONCURRENCY = 8;
@@ -333,13 +339,14 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
         for (const { i } of chunk) results[i] = { outcome: 'stopped', status: 'UNSENT' };
         continue;
       }
-      const claims = await claimMany(db, chunk.map(({ email, options }) => claimRow(email, options)), now);
+      const claims = await claimChunk(chunk.map(({ email, options }) => claimRow(email, options)));
       const sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }> = [];
       await Promise.all(
         chunk.map(async ({ b, email, options, i }) => {
           const logId = claims.get(email.idempotencyKey);
           claims.delete(email.idempotencyKey); // a key twice in one batch: the second is settled as taken
-          const claimed = logId ? claimedNew(email, options, logId) : await claimTaken(email, options);
+          if (logId === LOCKED) return (results[i] = lockedResult(email));
+          const claimed = logId ? claimedNew(email, options, logId) : await claimTaken(email, options).catch((err: unknown) => lockedOr(err, email));
           if ('result' in claimed) return (results[i] = claimed.result);
           const full = whole(b);
           const tried = await attempt(full, claimed.logId);
@@ -357,6 +364,44 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       }
     }
     return results;
+  };
+
+  /**
+   * Claims a chunk's keys in one statement. When another transaction holds one of
+   * them (an uncommitted claim of the same key: the insert waits on it, then fails
+   * with a lock timeout and claims none), the keys are claimed one by one, so only
+   * the held one is left out (as LOCKED): the others are sent now.
+   */
+  const claimChunk = async (rows: NewEmailLog[]): Promise<Map<string, string>> => {
+    try {
+      // A dry run is one transaction: a failed statement would abort all of it, so there
+      // the claim gets a savepoint of its own (knex nests a transaction as one).
+      return await (dryRun ? db.transaction((trx) => claimMany(trx, rows, now)) : claimMany(db, rows, now));
+    } catch (err) {
+      if (!isLockTimeout(err) || rows.length === 1) {
+        if (isLockTimeout(err)) return new Map([[rows[0]!.idempotencyKey, LOCKED]]);
+        throw err;
+      }
+      log.warn('email:claim-locked', { count: rows.length, error: err, detail: 'a key is held by another transaction; claiming one by one' });
+      const out = new Map<string, string>();
+      for (const row of rows) {
+        if (out.has(row.idempotencyKey)) continue;
+        const one = await claimChunk([row]);
+        for (const [k, v] of one) out.set(k, v);
+      }
+      return out;
+    }
+  };
+
+  const lockedResult = (email: EmailHead): SendResult => {
+    log.error('email:locked', { key: email.idempotencyKey, type: email.type, userId: email.userId, detail: `${ROW_LOCKED}: not claimed, still owed` });
+    return { outcome: 'locked', status: 'UNSENT', error: `${ROW_LOCKED} (its email_log row): not sent, still owed` };
+  };
+
+  /** A lock timeout on settling a key that already had a row is that email's (LOCKED); anything else is thrown. */
+  const lockedOr = (err: unknown, email: EmailHead): { result: SendResult } => {
+    if (isLockTimeout(err)) return { result: lockedResult(email) };
+    throw err;
   };
 
   /** The answer for a key that already has a row nobody may take now. */

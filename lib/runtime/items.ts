@@ -3,10 +3,12 @@
  * Its error is logged with the item's id, counted and listed (bounded) in the
  * summary's errorDetails. Items run with bounded concurrency; when the run is asked
  * to stop, no new item starts, the ones in hand finish, and it returns early. A lost database
- * connection is not an item's fault: it stops the run (exit 3).
+ * connection (or a read-only one) is not an item's fault: it stops the run (exit 3). A row
+ * the product application holds locked longer than lock_timeout is the item's fault only:
+ * it fails with "row locked by another transaction", counted in `lockTimeouts`.
  */
 import type { Logger } from '../telemetry/log.ts';
-import { DependencyError, isConnectionError, messageOf } from '../errors.ts';
+import { databaseFailure, isLockTimeout, messageOf, translateDbError } from '../errors.ts';
 import { redact } from '../telemetry/redact.ts';
 import { Progress } from './progress.ts';
 import { withSpan } from '../telemetry/trace.ts';
@@ -26,6 +28,8 @@ export class Tally {
   errors = 0;
   readonly errorDetails: ErrorDetail[] = [];
   errorDetailsTruncated = false;
+  /** Errors that were lock timeouts (55P03): rows held by another transaction (`exitosx_cron_lock_timeouts`). */
+  lockTimeouts = 0;
   /** Seconds each item took, for the metrics histogram. */
   readonly durations: number[] = [];
 
@@ -33,11 +37,12 @@ export class Tally {
     this.outcomes[outcome] = (this.outcomes[outcome] ?? 0) + n;
   }
 
-  /** Records an unexpected error of one item. */
+  /** Records an unexpected error of one item (a PostgreSQL timeout error in the suite's words). */
   fail(kind: string, id: string, err: unknown): void {
     this.errors++;
     this.count('error');
-    if (this.errorDetails.length < MAX_ERROR_DETAILS) this.errorDetails.push({ kind, id, error: redact(messageOf(err)).slice(0, 500) });
+    if (isLockTimeout(err)) this.lockTimeouts++;
+    if (this.errorDetails.length < MAX_ERROR_DETAILS) this.errorDetails.push({ kind, id, error: redact(messageOf(translateDbError(err))).slice(0, 500) });
     else this.errorDetailsTruncated = true;
   }
 }
@@ -107,14 +112,15 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
           return result;
         } catch (err) {
           // Logged inside the item's span, so the line carries the item's span_id.
-          if (!isConnectionError(err)) log.error('item:failed', { kind: options.kind, id, error: err });
+          if (!databaseFailure(err, 'item')) log.error('item:failed', { kind: options.kind, id, error: translateDbError(err) });
           throw err;
         }
       });
       tally.count(outcome);
     } catch (err) {
-      if (isConnectionError(err)) {
-        fatal ??= new DependencyError(`database connection lost: ${redact(messageOf(err))}`, { cause: err });
+      const failure = databaseFailure(err, 'item');
+      if (failure) {
+        fatal ??= failure;
         return;
       }
       tally.fail(options.kind, id, err);
@@ -137,7 +143,7 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
       outcomes.forEach((outcome, i) => {
         if (!(outcome instanceof Error)) return tally.count(outcome);
         const id = options.id(batch[i]!);
-        log.error('item:failed', { kind: options.kind, id, error: outcome });
+        log.error('item:failed', { kind: options.kind, id, error: translateDbError(outcome) });
         tally.fail(options.kind, id, outcome);
       });
       // The histogram is per item: each item of the batch took its share of it.
@@ -145,11 +151,14 @@ export async function forEachItem<T>(deps: ItemRunnerDeps, options: ForEachOptio
       for (let i = 0; i < batch.length; i++) tally.durations.push(share);
       progress.tick(batch.length);
     } catch (err) {
-      if (isConnectionError(err)) {
-        fatal ??= new DependencyError(`database connection lost: ${redact(messageOf(err))}`, { cause: err });
+      const failure = databaseFailure(err, 'item');
+      if (failure) {
+        fatal ??= failure;
         return;
       }
-      log.warn('batch:failed', { kind: options.kind, size: batch.length, first: options.id(batch[0]!), error: err, detail: 'doing its items one by one' });
+      // A row locked by the product application fails the whole page's transaction:
+      // redone one by one, only the item that needs the row fails.
+      log.warn('batch:failed', { kind: options.kind, size: batch.length, first: options.id(batch[0]!), error: translateDbError(err), detail: 'doing its items one by one' });
       for (const item of batch) {
         if (signal.aborted || fatal) break;
         await one(item);

@@ -7,10 +7,15 @@
  * On PostgreSQL the lock lives on a connection of its own, held for the whole run,
  * so it is released if the process dies. PGlite has one connection (and one process,
  * by its lock file), so the lock is taken on it.
+ *
+ * The lock's connection stays idle for the whole run, outside any transaction: the
+ * job's session timeouts (lib/db/session.ts) are turned off on it while it holds the
+ * lock (a server-wide idle_session_timeout too), and put back before it returns to the pool.
  */
 import zlib from 'node:zlib';
 import type { Knex } from 'knex';
 import type { Database } from '../db/connect.ts';
+import { jobSessionSql, LOCK_SESSION_SQL, UNLOCK_SESSION_SQL } from '../db/session.ts';
 
 /** First key of the two-int advisory lock: "EXIT" in ASCII, the suite's namespace. */
 const LOCK_NAMESPACE = 0x45584954;
@@ -48,16 +53,25 @@ export async function tryLock(db: Database, job: string, shardIndex: number, onL
     connection.removeListener?.('end', lost);
     try {
       await db.knex.raw('select pg_advisory_unlock(?, ?)', [LOCK_NAMESPACE, key]).connection(connection);
+      if (db.timeouts) {
+        await db.knex.raw(UNLOCK_SESSION_SQL).connection(connection);
+        await db.knex.raw(jobSessionSql(db.timeouts)).connection(connection);
+      }
     } finally {
       await client.releaseConnection(connection);
     }
   };
   let ok = false;
   try {
+    // Limits off first: once the lock is held, nothing may end this session.
+    if (db.timeouts) await db.knex.raw(LOCK_SESSION_SQL).connection(connection);
     const { rows } = await db.knex.raw<{ rows: Array<{ ok: boolean }> }>('select pg_try_advisory_lock(?, ?) as ok', [LOCK_NAMESPACE, key]).connection(connection);
     ok = rows[0]!.ok;
   } finally {
-    if (!ok) await client.releaseConnection(connection);
+    if (!ok) {
+      if (db.timeouts) await db.knex.raw(jobSessionSql(db.timeouts)).connection(connection).catch(() => undefined);
+      await client.releaseConnection(connection);
+    }
   }
   // The run goes on without the lock (its items are whole-or-nothing and keyed), but says so.
   if (ok && onLost) connection.once?.('end', lost);

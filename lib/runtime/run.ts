@@ -11,7 +11,7 @@ import os from 'node:os';
 import type { Config } from '../config.ts';
 import { openDatabase, type Database } from '../db/connect.ts';
 import { assertColumns } from '../db/migrate.ts';
-import { AbortedError, ConfigError, DependencyError, isConnectionError, messageOf } from '../errors.ts';
+import { AbortedError, ConfigError, databaseFailure, messageOf } from '../errors.ts';
 import { finishRun, insertRun, markCrashedRuns, runsTableExists, type RunRow } from '../sql/runs.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
@@ -81,6 +81,8 @@ export async function runJob(def: JobDefinition, options: RunOptions, deps: RunD
     dryRun: options.dryRun,
     ...fields,
     errors: tally.errors,
+    // Of the errors, rows the product application held locked (exitosx_cron_lock_timeouts).
+    lockTimeouts: tally.lockTimeouts,
     errorDetails: tally.errorDetails,
     ...(tally.errorDetailsTruncated ? { errorDetailsTruncated: true } : {}),
     durationMs: Math.round(performance.now() - started),
@@ -169,11 +171,13 @@ export async function runJob(def: JobDefinition, options: RunOptions, deps: RunD
       process.stderr.write(`exitosx-cron: ${redact(err.message)}\n`);
       return finish(2, 'failed', runRecorded ? summarise({ error: redact(err.message) }, false) : null);
     }
-    if (err instanceof AbortedError || (signal.aborted && !isConnectionError(err))) {
+    // The database gone, read-only, or unable to serve a page read in time: exit 3, one line.
+    const dependency = databaseFailure(err, 'run');
+    if (err instanceof AbortedError || (signal.aborted && !dependency)) {
       return finish(EXIT_SIGTERM, 'interrupted', summarise({ interrupted: true }, false));
     }
-    if (err instanceof DependencyError || isConnectionError(err)) {
-      const message = err instanceof DependencyError ? err.message : `database connection lost: ${messageOf(err)}`;
+    if (dependency) {
+      const message = dependency.message.replace(/\s+/g, ' ');
       log.error('run:dependency-failed', { error: redact(message) });
       process.stderr.write(`exitosx-cron: ${redact(message)}\n`);
       return finish(3, 'failed', summarise({ error: redact(message) }, false));

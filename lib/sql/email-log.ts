@@ -94,9 +94,11 @@ export async function markFailed(db: Knex, id: string, error: string): Promise<v
 export async function failStalePending(db: Knex, before: Date, now: Date, types?: EmailLogType[]): Promise<number> {
   // At least `staleAfter` old (<=): a run whose clock is exactly an hour after the
   // stopped run's (rows are stamped with the run's clock) sweeps its rows too.
-  const q = db('email_log').where('status', 'PENDING').where('created_at', '<=', before);
-  if (types?.length) q.whereIn('email_type', types);
-  return q.update({ status: 'FAILED', error: `${OUTCOME_UNKNOWN}: the run sending it stopped before the provider answered (found PENDING at ${now.toISOString()}); not resent automatically` });
+  // Rows another transaction holds (the run that claimed them, settling them right
+  // now) are skipped, not waited for: that run knows their outcome.
+  const stale = db('email_log').select('id').where('status', 'PENDING').where('created_at', '<=', before).forUpdate().skipLocked();
+  if (types?.length) stale.whereIn('email_type', types);
+  return db('email_log').whereIn('id', stale).update({ status: 'FAILED', error: `${OUTCOME_UNKNOWN}: the run sending it stopped before the provider answered (found PENDING at ${now.toISOString()}); not resent automatically` });
 }
 
 /** A claim of `claimMany`: the row as `insertEmailLog` would write it. */

@@ -52,6 +52,22 @@ describe('configuration', () => {
     for (const message of [fails({ SHARD_COUNT: 'x' }), fails({ APP_BASE_URL: '::' })]) expect(message).not.to.contain('\n');
   });
 
+  it('gives every job session lock, statement and idle-in-transaction timeouts (0 turns one off) and names a bad one', () => {
+    expect(loadConfig({}).databaseTimeouts).to.deep.equal({ lockTimeoutMs: 5000, statementTimeoutMs: 300_000, idleInTransactionTimeoutMs: 60_000 });
+    expect(loadConfig({ DATABASE_LOCK_TIMEOUT_MS: '250', DATABASE_STATEMENT_TIMEOUT_MS: '0', DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: '90000' }).databaseTimeouts)
+      .to.deep.equal({ lockTimeoutMs: 250, statementTimeoutMs: 0, idleInTransactionTimeoutMs: 90_000 });
+    expect(fails({ DATABASE_LOCK_TIMEOUT_MS: '5s' })).to.equal('DATABASE_LOCK_TIMEOUT_MS must be a whole number of milliseconds from 0 (off) to 2147483647 (got "5s")');
+    expect(fails({ DATABASE_STATEMENT_TIMEOUT_MS: '-1' })).to.match(/^DATABASE_STATEMENT_TIMEOUT_MS must be a whole number/);
+    expect(fails({ DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: '1.5' })).to.match(/^DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS must be a whole number/);
+  });
+
+  it('refuses, for sync-quickbooks, an idle-in-transaction limit no longer than a QuickBooks call (a token refresh holds its row lock across one)', () => {
+    const qb = { QUICKBOOKS_CLIENT_ID: 'id', QUICKBOOKS_CLIENT_SECRET: 'secret', TOKEN_ENCRYPTION_KEY: KEY };
+    expect(() => requireQuickBooksConfig(loadConfig({ ...qb, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: '30000' }))).to.throw(/^DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS \(30000\) must be longer than QUICKBOOKS_TIMEOUT_MS \(30000\)/);
+    expect(() => requireQuickBooksConfig(loadConfig({ ...qb, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: '0' }))).not.to.throw();
+    expect(() => requireQuickBooksConfig(loadConfig({ ...qb, DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: '31000' }))).not.to.throw();
+  });
+
   it('asks sync-quickbooks for its own variables only', () => {
     const c = loadConfig({});
     expect(() => requireQuickBooksConfig(c)).to.throw(/QUICKBOOKS_CLIENT_ID is required/);

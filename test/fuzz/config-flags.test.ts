@@ -24,6 +24,11 @@ const whole: Spec = {
   valid: fc.oneof(fc.integer({ min: 1, max: 100_000 }), fc.constant(MAX_WHOLE)).map(String),
   invalid: fc.constantFrom('0', '-1', '1.5', 'ten', 'Infinity', ' 5', '0x10', '1e3', '2147483648', '99999999999999999999'),
 };
+/** A duration where 0 turns the limit off. */
+const wholeOrZero: Spec = {
+  valid: fc.oneof(fc.integer({ min: 0, max: 100_000 }), fc.constant(MAX_WHOLE)).map(String),
+  invalid: fc.constantFrom('-1', '1.5', 'ten', 'Infinity', ' 5', '0x10', '1e3', '5s', '2147483648', '99999999999999999999'),
+};
 const url: Spec = {
   valid: fc.constantFrom('http://127.0.0.1:9091', 'https://collector.example.com/', 'https://app.exitosx.com/path//'),
   invalid: fc.constantFrom('not a url', '::', '/relative/path', 'javascript:alert(1)', 'file:///etc/passwd'),
@@ -45,6 +50,9 @@ const SPECS: Record<string, Spec> = {
   },
   EMBEDDED_DB_DIR: text,
   DATABASE_POOL_MAX: whole,
+  DATABASE_LOCK_TIMEOUT_MS: wholeOrZero,
+  DATABASE_STATEMENT_TIMEOUT_MS: wholeOrZero,
+  DATABASE_IDLE_IN_TRANSACTION_TIMEOUT_MS: wholeOrZero,
   APP_BASE_URL: url,
   EMAIL_FROM: { valid: fc.constantFrom('a@b.co', 'Exit OSx <no-reply@exitosx.com>'), invalid: fc.constantFrom('nobody', 'a@b c', 'Name <>') },
   SENDGRID_API_KEY: secretText,
