@@ -136,7 +136,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   const transport: Transport =
     deps.transport ??
     (config.email.sendgridApiKey
-      ? new SendGridTransport({ apiKey: config.email.sendgridApiKey, baseUrl: config.email.sendgridApiUrl, timeoutMs: config.email.timeoutMs })
+      ? new SendGridTransport({ apiKey: config.email.sendgridApiKey, baseUrl: config.email.sendgridApiUrl, timeoutMs: config.email.timeoutMs, connections: config.email.concurrency })
       : new OutboxTransport(config.email.outboxDir, now));
   const queue = new PQueue({ concurrency: config.email.concurrency });
   const minDelay = deps.retryMinDelayMs ?? 1000;
@@ -376,6 +376,8 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       if (closed) return;
       closed = true;
       await queue.onIdle();
+      // Only a transport this service made is closed: one passed in is the caller's.
+      if (!deps.transport) await transport.close?.();
     },
   };
 }
