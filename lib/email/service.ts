@@ -294,7 +294,9 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
         for (const s of sent) await markSent(db, s.id, s.providerMessageId, now).catch((e: unknown) => (isConnectionError(e) ? Promise.reject(e) : fail(s, e)));
       }
     }
-    for (const s of sent) if (!unrecorded.has(s.email.idempotencyKey)) log.info('email:sent', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId });
+    // Debug, not info: one line per email was a few % of a run's CPU; the summary, the
+    // progress lines and the metrics carry the counts (bench/FINDINGS.md, round two).
+    for (const s of sent) if (!unrecorded.has(s.email.idempotencyKey)) log.debug('email:sent', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId });
     return unrecorded;
   };
 
