@@ -55,8 +55,8 @@ export function createLogger(options: LoggerOptions): Logger {
   const pretty = options.pretty ?? Boolean(process.stderr.isTTY);
   const stream = options.stream ?? process.stderr;
   // The logger exists once the format is built: the gate asks it (its level may change).
-  let logger: winston.Logger | undefined;
-  const gate = levelGate((level) => logger?.isLevelEnabled(level) ?? true);
+  const made: { logger?: winston.Logger } = {};
+  const gate = levelGate((level) => made.logger?.isLevelEnabled(level) ?? true);
   const format = pretty
     ? winston.format.combine(
         gate(),
@@ -70,10 +70,11 @@ export function createLogger(options: LoggerOptions): Logger {
         }),
       )
     : winston.format.combine(gate(), traceIds(), scrub(), winston.format.timestamp(), winston.format.json());
-  logger = winston.createLogger({
+  const logger = winston.createLogger({
     level: options.level,
     format,
     transports: [new winston.transports.Stream({ stream })],
   });
+  made.logger = logger;
   return logger;
 }
