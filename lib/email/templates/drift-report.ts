@@ -28,6 +28,12 @@ export interface RenderedDriftEmail {
 
 const COLORS = { up: '#2f7d5b', down: '#c0392b', flat: THEME.muted, startBar: '#c5cdd6', track: '#eef1f4' } as const;
 const BAR_WIDTH = 160;
+/**
+ * Arrows and dashes as character references: the HTML stays Latin-1, which V8
+ * keeps one byte per character, so serializing and sending it costs about half
+ * of what one ▲ in 22 kB of markup made it cost (bench/FINDINGS.md, round two).
+ */
+const HTML = { up: '&#9650;', down: '&#9660;', flat: '&rarr;', dash: '&mdash;' } as const;
 
 /** The link to the report in the app. */
 export function reportUrl(appBaseUrl: string, report: DriftReport): string {
@@ -37,9 +43,9 @@ export function reportUrl(appBaseUrl: string, report: DriftReport): string {
 function tone(delta: string | null, direction?: Direction): { color: string; arrow: string; word: string } {
   if (direction === 'NO_DATA') return { color: COLORS.flat, arrow: '', word: 'Not scored yet' };
   const d = direction ? null : parseDecimal(delta);
-  if (direction === 'IMPROVING' || (d !== null && d > 0n)) return { color: COLORS.up, arrow: '▲', word: 'Improving' };
-  if (direction === 'DECLINING' || (d !== null && d < 0n)) return { color: COLORS.down, arrow: '▼', word: 'Declining' };
-  return { color: COLORS.flat, arrow: '→', word: 'Stable' };
+  if (direction === 'IMPROVING' || (d !== null && d > 0n)) return { color: COLORS.up, arrow: HTML.up, word: 'Improving' };
+  if (direction === 'DECLINING' || (d !== null && d < 0n)) return { color: COLORS.down, arrow: HTML.down, word: 'Declining' };
+  return { color: COLORS.flat, arrow: HTML.flat, word: 'Stable' };
 }
 
 function previousMonthName(month: string): string {
@@ -100,14 +106,14 @@ ${badge}`);
 
 function categoryRow(c: CategoryMovement): string {
   const t = tone(c.delta);
-  const values = c.end === null ? '—' : c.start === null ? formatScore(c.end) : `${formatScore(c.start)} → ${formatScore(c.end)}`;
+  const values = c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`;
   const delta = c.delta === null ? '' : `<span style="color:${t.color};font-weight:700;">${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
   const bars = (c.start !== null ? `<div style="margin:0 0 3px 0;">${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
   const td = `font-family:${THEME.font};font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
   return `<tr>
   <td style="${td}padding-right:8px;">${escapeHtml(CATEGORY_LABELS[c.key])}</td>
   <td width="${BAR_WIDTH}" style="${td}width:${BAR_WIDTH}px;">${bars}</td>
-  <td align="right" style="${td}padding-left:8px;white-space:nowrap;">${escapeHtml(values)}</td>
+  <td align="right" style="${td}padding-left:8px;white-space:nowrap;">${values}</td>
   <td align="right" width="64" style="${td}width:64px;white-space:nowrap;">${delta}</td>
 </tr>`;
 }
