@@ -10,7 +10,7 @@
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { openPostgresUrl } from '../lib/db/connect.ts';
-import { companyBatches } from '../lib/drift/batches.ts';
+import { companyBatches } from '../lib/sql/drift-batches.ts';
 import { inactiveOwnerBatches, openInactivitySignalBatches } from '../lib/sql/inactivity.ts';
 import { syncCandidatePages } from '../lib/sql/quickbooks.ts';
 import { copyDatabase, dropDatabase, urlFor } from './lib/database.ts';

@@ -10,6 +10,7 @@
  * a table, writes bench/results/*.json, bench/RESULTS.md and bench/chart.png.
  * Flags: `node bench/run.ts --help`.
  */
+import { spawnSync } from 'node:child_process';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -22,7 +23,7 @@ import { driftFloor, inactivityFloor, syncFloor, type Floor } from './lib/floors
 import { scaleFor } from './lib/generate.ts';
 import { BENCH_JOBS, JOB_NAMES, shortSummary, type JobName } from './lib/jobs.ts';
 import { startQuickBooksFront, type QuickBooksFront, type RealmLimitsReport } from './lib/quickbooks-front.ts';
-import { writeReport, type JobResult, type ScaleResult, type ShardedResult } from './lib/report.ts';
+import { recordHistory, writeReport, type JobResult, type ScaleResult, type ShardedResult } from './lib/report.ts';
 import { startSendGridSink, type SendGridSink } from './lib/sendgrid-sink.ts';
 import { exactlyOnce, fingerprint, type Fingerprint } from './lib/verify.ts';
 
@@ -220,6 +221,9 @@ function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbS
     peakRssSource: child.peakRssSource,
     statements: child.statements,
     cpuMs: child.cpuMs,
+    cpuMsPerItem: items && child.cpuMs !== null ? Math.round((child.cpuMs / items) * 1000) / 1000 : null,
+    startupCpuMs: child.startupCpuMs,
+    gc: child.gc,
     loadAverage: child.loadAverage,
     othersCpuPercent: child.othersCpuPercent,
     statementsPerItem: items && child.statements ? Math.round((child.statements / items) * 100) / 100 : null,
@@ -325,13 +329,9 @@ async function runScale(users: number, sendgrid: SendGridSink, qbo: QuickBooksFr
 
 async function machine(): Promise<Record<string, unknown>> {
   const cpus = os.cpus();
-  let commit: string;
-  try {
-    const head = fs.readFileSync(path.join(ROOT, '.git/HEAD'), 'utf8').trim();
-    commit = head.startsWith('ref: ') ? fs.readFileSync(path.join(ROOT, '.git', head.slice(5)), 'utf8').trim() : head;
-  } catch {
-    commit = 'unknown';
-  }
+  // git itself: in a worktree .git is a file, not a folder.
+  const rev = spawnSync('git', ['rev-parse', 'HEAD'], { cwd: ROOT, encoding: 'utf8' });
+  const commit = rev.status === 0 ? rev.stdout.trim() : 'unknown';
   return {
     cpu: cpus[0]?.model ?? 'unknown',
     cores: cpus.length,
@@ -363,6 +363,7 @@ try {
   for (const users of SCALES) scales.push(await runScale(users, sendgrid, qbo));
   const info = await machine();
   fs.writeFileSync(path.join(RESULTS, 'latest.json'), JSON.stringify({ machine: info, scales }, null, 2) + '\n');
+  if (!TAG) recordHistory(RESULTS, scales, info);
   if (!flags['no-report'] && !TAG) {
     const printed = await writeReport(RESULTS, info);
     console.log(printed);

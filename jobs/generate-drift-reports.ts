@@ -5,8 +5,8 @@
  * company's owners. Emails still owed for earlier reports (emailed_at null) are
  * sent first, without generating those reports again. See contract/JOBS.md.
  */
-import { createReportMailer } from '../lib/drift/deliver.ts';
-import { companyBatches, owedReportBatches } from '../lib/drift/batches.ts';
+import { createReportMailer } from '../lib/email/drift-delivery.ts';
+import { companyBatches, owedReportBatches } from '../lib/sql/drift-batches.ts';
 import { computeDriftReport } from '../lib/drift/engine.ts';
 import { reportingPeriod } from '../lib/drift/period.ts';
 import { createEmailService } from '../lib/email/service.ts';

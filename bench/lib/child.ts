@@ -44,6 +44,10 @@ export interface ChildResult {
   statements: number | null;
   /** CPU time of the job process (user + system), ms. */
   cpuMs: number | null;
+  /** CPU time before its first SQL statement (start-up: modules, configuration), ms. */
+  startupCpuMs: number | null;
+  /** Time in garbage collection (PerformanceObserver 'gc' entries), ms by kind, and how many. */
+  gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number } | null;
   statementsByVerb: Record<string, number>;
   summary: Record<string, unknown> | null;
   stdoutTail: string;
@@ -112,7 +116,7 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
       clearTimeout(timer);
       clearInterval(poll);
       fs.closeSync(log);
-      const stats = readJson<{ statements: number; byVerb: Record<string, number>; vmHWMKb: number; cpuMs: number }>(() => fs.readFileSync(statsFile, 'utf8'));
+      const stats = readJson<{ statements: number; byVerb: Record<string, number>; vmHWMKb: number; cpuMs: number; startupCpuMs: number | null; gc: ChildResult['gc'] }>(() => fs.readFileSync(statsFile, 'utf8'));
       const last = stdout.trim().split('\n').pop() ?? '';
       const summary = last ? readJson<Record<string, unknown>>(() => last) : null;
       const hwm = stats?.vmHWMKb ?? 0;
@@ -130,6 +134,8 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
         peakRssSource: hwm >= polledKb ? 'VmHWM' : 'poll',
         statements: stats?.statements ?? null,
         cpuMs: stats?.cpuMs ?? null,
+        startupCpuMs: stats?.startupCpuMs ?? null,
+        gc: stats?.gc ?? null,
         statementsByVerb: stats?.byVerb ?? {},
         summary,
         stdoutTail: stdout.slice(-2000),

@@ -3,7 +3,7 @@
  * drift report. No database, no clock of its own: the facts come from set-based
  * queries (lib/sql/drift.ts) and the caller passes the period and the time.
  */
-import { Dec, fixed2, parseDecimal, percentChange, type Dec as Decimal } from './decimal.ts';
+import { abs, fixed2, parseDecimal, percentChange, type Hundredths } from './decimal.ts';
 import { writeNarrative } from './narrative.ts';
 import type { DriftPeriod } from './period.ts';
 import {
@@ -56,16 +56,16 @@ export interface CompanyFacts {
   financials: { latest: FinancialMonthFact; previous: FinancialMonthFact | null } | null;
 }
 
-/** A change of at least this many BRI points (up or down) is a direction. */
-export const DIRECTION_THRESHOLD = new Dec('1.0');
+/** A change of at least this many BRI points (up or down) is a direction: 1.00, in hundredths. */
+export const DIRECTION_THRESHOLD: Hundredths = 100n;
 
 /** The direction of a BRI movement (JOBS.md): NO_DATA without an end score; a first-ever score is IMPROVING. */
-export function directionOf(start: Decimal | null, end: Decimal | null): Direction {
-  if (!end) return 'NO_DATA';
-  if (!start) return 'IMPROVING';
-  const delta = end.minus(start);
-  if (delta.gte(DIRECTION_THRESHOLD)) return 'IMPROVING';
-  if (delta.lte(DIRECTION_THRESHOLD.neg())) return 'DECLINING';
+export function directionOf(start: Hundredths | null, end: Hundredths | null): Direction {
+  if (end === null) return 'NO_DATA';
+  if (start === null) return 'IMPROVING';
+  const delta = end - start;
+  if (delta >= DIRECTION_THRESHOLD) return 'IMPROVING';
+  if (delta <= -DIRECTION_THRESHOLD) return 'DECLINING';
   return 'STABLE';
 }
 
@@ -73,23 +73,23 @@ function categoryMovements(start: AssessmentFact | null, end: AssessmentFact | n
   return CATEGORY_KEYS.map((key) => {
     const s = parseDecimal(start?.categoryScores?.[key]);
     const e = parseDecimal(end?.categoryScores?.[key]);
-    return { key, start: fixed2(s), end: fixed2(e), delta: s && e ? fixed2(e.minus(s)) : null };
+    return { key, start: fixed2(s), end: fixed2(e), delta: s !== null && e !== null ? fixed2(e - s) : null };
   });
 }
 
 /** The (up to) three largest absolute non-zero movements, largest first; ties keep category order. */
 export function topMovers(categories: CategoryMovement[], count = 3): CategoryMovement[] {
   return categories
-    .filter((c) => c.delta !== null && !new Dec(c.delta).isZero())
-    .map((c, i) => ({ c, i, abs: new Dec(c.delta!).abs() }))
-    .sort((a, b) => b.abs.comparedTo(a.abs) || a.i - b.i)
+    .map((c, i) => ({ c, i, abs: abs(parseDecimal(c.delta) ?? 0n) }))
+    .filter((m) => m.abs !== 0n)
+    .sort((a, b) => (b.abs > a.abs ? 1 : b.abs < a.abs ? -1 : a.i - b.i))
     .slice(0, count)
     .map(({ c }) => c);
 }
 
 function money(v: ValuationFact | null): Money | null {
   const amount = parseDecimal(v?.valuation);
-  return v && amount ? { amount: fixed2(amount)!, currency: v.currency.trim().toUpperCase() } : null;
+  return v && amount !== null ? { amount: fixed2(amount)!, currency: v.currency.trim().toUpperCase() } : null;
 }
 
 function financialMonth(f: FinancialMonthFact): FinancialMonth {
@@ -99,7 +99,7 @@ function financialMonth(f: FinancialMonthFact): FinancialMonth {
 const change = (from: string | null | undefined, to: string | null | undefined) => {
   const a = parseDecimal(from);
   const b = parseDecimal(to);
-  return { change: a && b ? fixed2(b.minus(a)) : null, percent: percentChange(a, b) };
+  return { change: a !== null && b !== null ? fixed2(b - a) : null, percent: percentChange(a, b) };
 };
 
 /** Computes one company's drift report for `period`, as of `generatedAt`. */
@@ -127,9 +127,9 @@ export function computeDriftReport(facts: CompanyFacts, period: DriftPeriod, gen
     bri: {
       start: fixed2(startScore),
       end: fixed2(endScore),
-      delta: startScore && endScore ? fixed2(endScore.minus(startScore)) : null,
+      delta: startScore !== null && endScore !== null ? fixed2(endScore - startScore) : null,
       direction: directionOf(startScore, endScore),
-      firstAssessment: !startScore && Boolean(endScore),
+      firstAssessment: startScore === null && endScore !== null,
       startAssessedAt: facts.bri.start?.completedAt.toISOString() ?? null,
       endAssessedAt: facts.bri.end?.completedAt.toISOString() ?? null,
       assessmentsInPeriod: facts.bri.completedInPeriod,

@@ -2,7 +2,7 @@
  * The one-paragraph, plain-English summary of a drift report, built from the
  * report's own figures (so the words never disagree with the numbers).
  */
-import { Dec, formatDelta, formatMoney, formatPercent, formatScore } from './decimal.ts';
+import { abs, fixed2, formatDelta, formatMoney, formatPercent, formatScore, parseDecimal } from './decimal.ts';
 import { monthName } from './period.ts';
 import type { CategoryKey, DriftReport } from './report.ts';
 
@@ -33,12 +33,12 @@ function briSentence(r: Omit<DriftReport, 'narrative'>, month: string): string {
     return `${name} had no completed Buyer Readiness Index (BRI) assessment by the end of ${month}, so its readiness could not be scored yet.`;
   }
   if (bri.start === null) return `${name} completed its first Buyer Readiness Index (BRI) assessment in ${month}, scoring ${formatScore(bri.end)} out of 100.`;
-  const delta = new Dec(bri.delta ?? '0');
-  const points = `${formatScore(delta.abs().toString())} ${delta.abs().eq(1) ? 'point' : 'points'}`;
+  const delta = abs(parseDecimal(bri.delta) ?? 0n);
+  const points = `${formatScore(fixed2(delta)!)} ${delta === 100n ? 'point' : 'points'}`;
   if (bri.direction === 'IMPROVING') return `${possessive(name)} Buyer Readiness Index (BRI) rose ${points} in ${month}, from ${formatScore(bri.start)} to ${formatScore(bri.end)}.`;
   if (bri.direction === 'DECLINING') return `${possessive(name)} Buyer Readiness Index (BRI) fell ${points} in ${month}, from ${formatScore(bri.start)} to ${formatScore(bri.end)}.`;
   const quiet = bri.assessmentsInPeriod === 0 ? ', with no new assessment this month' : '';
-  if (delta.isZero()) return `${possessive(name)} Buyer Readiness Index (BRI) held steady at ${formatScore(bri.end)} in ${month}${quiet}.`;
+  if (delta === 0n) return `${possessive(name)} Buyer Readiness Index (BRI) held steady at ${formatScore(bri.end)} in ${month}${quiet}.`;
   return `${possessive(name)} Buyer Readiness Index (BRI) was stable in ${month}, moving from ${formatScore(bri.start)} to ${formatScore(bri.end)} (${formatDelta(bri.delta!)})${quiet}.`;
 }
 
@@ -53,7 +53,7 @@ function valuationSentence(r: Omit<DriftReport, 'narrative'>): string | null {
   if (!end) return null;
   const endText = formatMoney(end.amount, end.currency);
   if (!start || !change) return `The latest valuation estimate is ${endText}.`;
-  if (new Dec(change.amount).isZero()) return `The valuation estimate held at ${endText}.`;
+  if (parseDecimal(change.amount) === 0n) return `The valuation estimate held at ${endText}.`;
   const pct = changePercent ? ` (${formatPercent(changePercent)})` : '';
   return `The valuation estimate moved from ${formatMoney(start.amount, start.currency)} to ${endText}${pct}.`;
 }

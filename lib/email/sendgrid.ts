@@ -1,20 +1,19 @@
 /**
- * The SendGrid transport, over SendGrid's official client (@sendgrid/client, the
- * HTTP layer of @sendgrid/mail). It builds the mail/send body itself and hands it
- * over serialized once: @sendgrid/mail's `send` deep-clones every message
- * (`JSON.parse(JSON.stringify(…))`, for the whole HTML) and axios serializes it
- * again, which with the rest of that path was a quarter of the drift job's CPU
- * and most of its garbage at 100k companies (bench/FINDINGS.md). The body is
- * checked against SendGrid's official JSON schema in the tests. Its own Client
- * instance (never the module's singleton), so that two services in one process
- * (tests with different URLs and keys) do not share settings. SendGrid's
- * library has no retries and no timeout of its own: the timeout is set on its
- * client here, retries live in the email service. Errors are translated into
+ * The SendGrid transport: `POST /v3/mail/send` through one keep-alive connection
+ * pool (undici's `Pool`), with the v3 body built and serialized once here. It
+ * replaced @sendgrid/client, whose axios path (a config merged per request,
+ * interceptors, transforms, follow-redirects, Node's http agent) cost more CPU
+ * per email than rendering the email (bench/FINDINGS.md, round two). The body is
+ * checked against SendGrid's official JSON schema in the tests.
+ *
+ * SendGrid's API has no retries and no timeout of its own: the timeout is here and
+ * covers the whole request (connecting, sending the body, the answer's headers
+ * and its body); retries live in the email service. Errors are translated into
  * TransientError (429, 5xx, network, timeout; with the wait the API asked for) and
  * PermanentError (any other 4xx), with secrets never in their messages.
  */
-import { Client } from '@sendgrid/client';
 import { classes } from '@sendgrid/helpers';
+import { Pool } from 'undici';
 import { PermanentError, TransientError } from '../errors.ts';
 import { redact } from '../telemetry/redact.ts';
 import type { Transport, TransportMessage } from './transport.ts';
@@ -25,38 +24,83 @@ export interface SendGridOptions {
   apiKey: string;
   /** Base URL, e.g. https://api.sendgrid.com (tests: loopback). */
   baseUrl: string;
-  /** Timeout of one request, in ms. */
+  /** Timeout of one request, whole (connect, body out, answer in), in ms. */
   timeoutMs: number;
+  /** Keep-alive connections kept open (the email service's concurrency). @defaultValue 8 */
+  connections?: number;
 }
 
-/** Network error codes (axios, Node) that are worth another attempt. */
-const NETWORK_CODES = new Set(['ECONNABORTED', 'ECONNRESET', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ERR_NETWORK', 'ERR_SOCKET_CONNECTION_TIMEOUT', 'ECANCELED']);
+/** Network error codes (Node, undici) that are worth another attempt. */
+const NETWORK_CODES = new Set([
+  'ECONNABORTED', 'ECONNRESET', 'ERR_NETWORK', 'ERR_SOCKET_CONNECTION_TIMEOUT', 'ECONNREFUSED', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'ECANCELED', 'EHOSTUNREACH', 'ENETUNREACH',
+  'UND_ERR_SOCKET', 'UND_ERR_CONNECT_TIMEOUT', 'UND_ERR_HEADERS_TIMEOUT', 'UND_ERR_BODY_TIMEOUT', 'UND_ERR_CLOSED', 'UND_ERR_DESTROYED', 'UND_ERR_ABORTED',
+]);
+
+/** A response error as translate() reads it: the status and what came with it. */
+export interface SendGridResponseError {
+  code: number;
+  message: string;
+  response: { headers: Record<string, string | string[] | undefined>; body: unknown };
+}
 
 export class SendGridTransport implements Transport {
   readonly name = 'sendgrid';
-  private readonly client: Client;
+  private readonly pool: Pool;
+  private readonly path: string;
+  private readonly headers: Record<string, string>;
+  private readonly timeoutMs: number;
 
   constructor(options: SendGridOptions) {
-    this.client = new Client();
-    // setApiKey also resets baseUrl to SendGrid's, so the base URL comes after it.
-    this.client.setApiKey(options.apiKey);
-    this.client.setDefaultRequest('baseUrl', options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
-    // axios's own timeout, and its body transform off: the body is already JSON text
-    // (axios would parse a JSON string again to check it). Axios options the request
-    // type of @sendgrid/helpers does not list.
-    this.client.setDefaultRequest({ timeout: options.timeoutMs, transformRequest: [(body: unknown) => body] } as unknown as Parameters<Client['setDefaultRequest']>[0]);
+    const base = new URL(options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
+    this.path = `${base.pathname}v3/mail/send`;
+    this.timeoutMs = options.timeoutMs;
+    // Idle sockets are unref'd by undici: an open pool never keeps the process alive.
+    this.pool = new Pool(base.origin, { connections: options.connections ?? 8, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs, connectTimeout: options.timeoutMs });
+    // The same headers @sendgrid/client sent; built once.
+    this.headers = { authorization: `Bearer ${options.apiKey}`, 'content-type': 'application/json', accept: 'application/json', 'user-agent': 'exitosx-cron (sendgrid v3)' };
   }
 
   async send(m: TransportMessage): Promise<{ messageId: string | null }> {
+    // One timer for the whole exchange: the answer's body is read under it too, so
+    // a server that sends its headers and then trickles (or never ends) the body
+    // times out like one that never answers.
+    const abort = new AbortController();
+    const timer = setTimeout(() => abort.abort(new SendGridTimeout(this.timeoutMs)), this.timeoutMs);
     try {
-      // The body as JSON text (Content-Type application/json is the client's default).
-      const [response] = await this.client.request({ method: 'POST', url: '/v3/mail/send', body: mailSendBody(m) as unknown as object });
-      const id = headerValue(response.headers, 'x-message-id');
-      return { messageId: id ?? null };
+      const res = await this.pool.request({ path: this.path, method: 'POST', headers: this.headers, body: mailSendBody(m), signal: abort.signal });
+      const text = await res.body.text();
+      if (res.statusCode >= 200 && res.statusCode < 300) return { messageId: headerValue(res.headers, 'x-message-id') ?? null };
+      throw responseError(res.statusCode, res.headers, text);
     } catch (err) {
-      throw translate(err);
+      throw translate(abort.signal.aborted ? abort.signal.reason : err);
+    } finally {
+      clearTimeout(timer);
     }
   }
+
+  async close(): Promise<void> {
+    await this.pool.close();
+  }
+}
+
+/** The whole request took longer than its timeout. */
+class SendGridTimeout extends Error {
+  readonly code = 'ETIMEDOUT';
+  constructor(ms: number) {
+    super(`no complete answer within ${ms} ms`);
+    this.name = 'SendGridTimeout';
+  }
+}
+
+/** A non-2xx answer, in the shape translate() reads (SendGrid's error body parsed when it is JSON). */
+function responseError(status: number, headers: Record<string, string | string[] | undefined>, text: string): SendGridResponseError {
+  let body: unknown = text;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    // Not JSON (a proxy's HTML page): kept as text, not shown.
+  }
+  return { code: status, message: `HTTP ${status}`, response: { headers, body } };
 }
 
 /** The v3 mail/send request body of one message, as JSON text. */
@@ -76,9 +120,16 @@ export function mailSendBody(m: TransportMessage): string {
   });
 }
 
-/** `Name <address>` or a bare address, as SendGrid's `{ email, name }` (parsed as @sendgrid/mail does). */
+const parsedAddresses = new Map<string, { email: string; name?: string }>();
+
+/** `Name <address>` or a bare address, as SendGrid's `{ email, name }` (parsed as @sendgrid/mail does; the sender is one string per run, parsed once). */
 export function parseAddress(from: string): { email: string; name?: string } {
-  return new EmailAddress(from).toJSON() as { email: string; name?: string };
+  let parsed = parsedAddresses.get(from);
+  if (!parsed) {
+    parsed = new EmailAddress(from).toJSON() as { email: string; name?: string };
+    if (parsedAddresses.size < 16) parsedAddresses.set(from, parsed);
+  }
+  return parsed;
 }
 
 function headerValue(headers: unknown, name: string): string | undefined {
@@ -114,7 +165,7 @@ function apiMessage(body: unknown): string | undefined {
   return typeof first.field === 'string' && first.field ? `${first.message} (${first.field})` : first.message;
 }
 
-/** Translates an error of @sendgrid/client (a ResponseError, or axios's) into the suite's words. */
+/** Translates an answer that is not 2xx (numeric `code`), or a network error or timeout (string `code`), into the suite's words. */
 export function translate(err: unknown): Error {
   const e = err as { code?: unknown; message?: string; response?: { headers?: unknown; body?: unknown } };
   if (typeof e.code === 'number') {

@@ -142,7 +142,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   const transport: Transport =
     deps.transport ??
     (config.email.sendgridApiKey
-      ? new SendGridTransport({ apiKey: config.email.sendgridApiKey, baseUrl: config.email.sendgridApiUrl, timeoutMs: config.email.timeoutMs })
+      ? new SendGridTransport({ apiKey: config.email.sendgridApiKey, baseUrl: config.email.sendgridApiUrl, timeoutMs: config.email.timeoutMs, connections: config.email.concurrency })
       : new OutboxTransport(config.email.outboxDir, now));
   const queue = new PQueue({ concurrency: config.email.concurrency });
   const minDelay = deps.retryMinDelayMs ?? 1000;
@@ -300,7 +300,9 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
         for (const s of sent) await markSent(db, s.id, s.providerMessageId, now).catch((e: unknown) => (isConnectionError(e) ? Promise.reject(e) : fail(s, e)));
       }
     }
-    for (const s of sent) if (!unrecorded.has(s.email.idempotencyKey)) log.info('email:sent', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId });
+    // Debug, not info: one line per email was a few % of a run's CPU; the summary, the
+    // progress lines and the metrics carry the counts (bench/FINDINGS.md, round two).
+    for (const s of sent) if (!unrecorded.has(s.email.idempotencyKey)) log.debug('email:sent', { key: s.email.idempotencyKey, type: s.email.type, userId: s.email.userId, transport: transport.name, messageId: s.providerMessageId });
     return unrecorded;
   };
 
@@ -421,6 +423,8 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       if (closed) return;
       closed = true;
       await queue.onIdle();
+      // Only a transport this service made is closed: one passed in is the caller's.
+      if (!deps.transport) await transport.close?.();
     },
   };
 }

@@ -28,4 +28,6 @@ export interface Transport {
    * (retry may help: 429, 5xx, network, timeout) or PermanentError (it will not).
    */
   send(message: TransportMessage): Promise<{ messageId: string | null }>;
+  /** Releases what the transport holds open (connections); called once, when the service closes. */
+  close?(): Promise<void>;
 }

@@ -10,6 +10,16 @@ import { redact, redactValue, serializeError } from './redact.ts';
 
 export type Logger = winston.Logger;
 
+/**
+ * Drops a line whose level is off before any other format runs. winston itself
+ * filters by level only in the transport, after the whole format (redaction, JSON)
+ * has run: a `debug` line in an `info` run cost as much as a written one, and the
+ * jobs have per-item debug lines (bench/FINDINGS.md, round two).
+ */
+const levelGate = (enabled: (level: string) => boolean) => winston.format((info) => (enabled(String((info as unknown as Record<symbol, unknown>)[LEVEL] ?? info.level)) ? info : false));
+/** winston's (triple-beam's) key of the level a line was logged at. */
+const LEVEL = Symbol.for('level');
+
 /** Redacts every string field and serialises any Error found in the metadata. */
 const scrub = winston.format((info) => {
   for (const key of Object.keys(info)) {
@@ -44,8 +54,12 @@ export interface LoggerOptions {
 export function createLogger(options: LoggerOptions): Logger {
   const pretty = options.pretty ?? Boolean(process.stderr.isTTY);
   const stream = options.stream ?? process.stderr;
+  // The logger exists once the format is built: the gate asks it (its level may change).
+  const made: { logger?: winston.Logger } = {};
+  const gate = levelGate((level) => made.logger?.isLevelEnabled(level) ?? true);
   const format = pretty
     ? winston.format.combine(
+        gate(),
         traceIds(),
         scrub(),
         winston.format.timestamp({ format: 'HH:mm:ss' }),
@@ -55,10 +69,12 @@ export function createLogger(options: LoggerOptions): Logger {
           return `${String(timestamp)} ${level} ${String(message)}${extra}`;
         }),
       )
-    : winston.format.combine(traceIds(), scrub(), winston.format.timestamp(), winston.format.json());
-  return winston.createLogger({
+    : winston.format.combine(gate(), traceIds(), scrub(), winston.format.timestamp(), winston.format.json());
+  const logger = winston.createLogger({
     level: options.level,
     format,
     transports: [new winston.transports.Stream({ stream })],
   });
+  made.logger = logger;
+  return logger;
 }

@@ -37,9 +37,14 @@ describe('drift report email', () => {
 
   it('shows the BRI with its change in red with a down arrow', () => {
     expect(email.html).to.include('61.2</span>');
-    expect(email.html).to.match(/color:#c0392b;">▼ -2\.8 points<\/span>/);
+    expect(email.html).to.match(/color:#c0392b;">&#9660; -2\.8 points<\/span>/); // ▼
     expect(email.html).to.include('from 64 at the end of January 2026');
     expect(email.html).to.include('Declining');
+  });
+
+  it('keeps its own markup Latin-1 (arrows and dashes as character references), so the HTML is one byte per character', () => {
+    for (const c of ['▲', '▼', '→', '—']) expect(email.html).not.to.include(c);
+    expect(Buffer.from(email.html, 'latin1').toString('latin1') === email.html, 'a character outside Latin-1').to.equal(true);
   });
 
   it('draws the six categories as table bars, start and end, without images or scripts', () => {
@@ -47,7 +52,7 @@ describe('drift report email', () => {
     // Financial 70 → 62 on a 160px bar: 112px then 99px (62 × 1.6 = 99.2).
     expect(email.html).to.include('<td width="112" height="6" bgcolor="#c5cdd6"');
     expect(email.html).to.include('<td width="99" height="10" bgcolor="#c0392b"');
-    expect(email.html).to.include('70 → 62');
+    expect(email.html).to.include('70 &rarr; 62'); // →
     expect(email.html).not.to.match(/<script|<img|\bsrc=|url\(/i);
     expect(email.html).to.include('<strong>Biggest movers:</strong> Financial');
   });

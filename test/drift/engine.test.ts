@@ -4,7 +4,7 @@
 import { expect } from 'chai';
 import { computeDriftReport, directionOf, topMovers, type CompanyFacts } from '../../lib/drift/engine.ts';
 import { someFacts } from './helpers.ts';
-import { Dec } from '../../lib/drift/decimal.ts';
+import { parseDecimal } from '../../lib/drift/decimal.ts';
 import { periodOf, reportingPeriod } from '../../lib/drift/period.ts';
 import { CATEGORY_KEYS, DRIFT_REPORT_VERSION } from '../../lib/drift/report.ts';
 import { ConfigError } from '../../lib/errors.ts';
@@ -100,7 +100,7 @@ describe('drift engine', () => {
   });
 
   describe('direction', () => {
-    const d = (a: string | null, b: string | null) => directionOf(a === null ? null : new Dec(a), b === null ? null : new Dec(b));
+    const d = (a: string | null, b: string | null) => directionOf(parseDecimal(a), parseDecimal(b));
     it('is IMPROVING at exactly +1.0 and STABLE just below', () => {
       expect(d('60.00', '61.00')).to.equal('IMPROVING');
       expect(d('60.00', '60.99')).to.equal('STABLE');

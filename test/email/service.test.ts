@@ -195,6 +195,34 @@ describe('email service', function () {
       }
     });
 
+    it('times out an answer whose body never ends (the timeout covers the whole request), and retries it', async function () {
+      this.timeout(10_000);
+      const sockets = new Set<Socket>();
+      let requests = 0;
+      // Headers at once, then a trickle of body that never completes.
+      const trickling = http.createServer((req, res) => {
+        requests++;
+        req.resume();
+        res.writeHead(202, { 'content-type': 'application/json', 'x-message-id': 'never-complete' });
+        const tick = setInterval(() => res.write(' '), 50);
+        res.on('close', () => clearInterval(tick));
+      });
+      trickling.on('connection', (s) => sockets.add(s));
+      await new Promise<void>((r) => trickling.listen(0, '127.0.0.1', r));
+      try {
+        const port = (trickling.address() as AddressInfo).port;
+        const started = Date.now();
+        const result = await service({ env: { SENDGRID_API_URL: `http://127.0.0.1:${port}`, EMAIL_TIMEOUT_MS: '300', EMAIL_MAX_RETRIES: '1' } }).send(email());
+        expect(result.outcome).to.equal('failed');
+        expect(result.error).to.match(/SendGrid unreachable: ETIMEDOUT/);
+        expect(requests).to.equal(2);
+        expect(Date.now() - started).to.be.lessThan(5000);
+      } finally {
+        for (const s of sockets) s.destroy();
+        await new Promise((r) => trickling.close(r));
+      }
+    });
+
     it('marks a stale PENDING row outcome unknown, counts it, and never resends it', async () => {
       await db().knex('email_log').insert({ user_id: user.id, to_email: user.email, email_type: 'INACTIVITY_NUDGE', idempotency_key: 'test:1', status: 'PENDING', created_at: daysBefore(1) });
       await db().knex('email_log').insert({ user_id: user.id, to_email: user.email, email_type: 'INACTIVITY_NUDGE', idempotency_key: 'test:fresh', status: 'PENDING', created_at: NOW });

@@ -52,7 +52,8 @@ export function maxPerKey(sendgrid: SendGridServer): number {
 }
 
 export function sendgridEnv(sendgrid: SendGridServer, over: Record<string, string> = {}): Record<string, string> {
-  return { SENDGRID_API_KEY: sendgrid.apiKey, SENDGRID_API_URL: sendgrid.url, EMAIL_MAX_RETRIES: '1', ...over };
+  // LOG_LEVEL debug: the tests watch the per-email `email:sent` lines (debug level) to act mid-run.
+  return { SENDGRID_API_KEY: sendgrid.apiKey, SENDGRID_API_URL: sendgrid.url, EMAIL_MAX_RETRIES: '1', LOG_LEVEL: 'debug', ...over };
 }
 
 /**

@@ -29,7 +29,8 @@ describe('runs as processes (PostgreSQL)', function () {
     for (let i = 0; i < USERS; i++) await anOwnedCompany(t.knex, { daysInactive: 30 });
   });
 
-  const env = () => ({ DATABASE_URL: t.url!, SENDGRID_API_KEY: sendgrid.apiKey, SENDGRID_API_URL: sendgrid.url, EMAIL_CONCURRENCY: '2' });
+  // LOG_LEVEL debug: the SIGTERM test waits for a per-email `email:sent` line (debug level).
+  const env = () => ({ DATABASE_URL: t.url!, SENDGRID_API_KEY: sendgrid.apiKey, SENDGRID_API_URL: sendgrid.url, EMAIL_CONCURRENCY: '2', LOG_LEVEL: 'debug' });
   const counts = async () => ({
     signals: Number((await t.knex('signals').count({ n: '*' }))[0]!.n),
     ledger: Number((await t.knex('value_ledger_entries').count({ n: '*' }))[0]!.n),

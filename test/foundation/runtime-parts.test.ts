@@ -15,6 +15,25 @@ function capture() {
 }
 
 describe('runtime parts', () => {
+  it('drops a line below the log level before formatting it (no redaction, no JSON), and still writes the others', async () => {
+    const stream = new PassThrough();
+    const lines: Array<Record<string, unknown>> = [];
+    stream.on('data', (c: Buffer) => c.toString().split('\n').filter(Boolean).forEach((l) => lines.push(JSON.parse(l))));
+    const log = createLogger({ level: 'info', pretty: false, stream });
+    // A nested value is read only by formatting (winston copies the top level alone).
+    let reads = 0;
+    const meta = () => ({ detail: { get key() {
+      reads++;
+      return 'k';
+    } } });
+    log.debug('email:sent', meta());
+    expect(reads, 'a debug line in an info run is not formatted').to.equal(0);
+    log.info('email:retrying-failed', meta());
+    await new Promise((r) => setImmediate(r));
+    expect(reads, 'an info line is formatted').to.be.greaterThan(0);
+    expect(lines.map((l) => l.message)).to.deep.equal(['email:retrying-failed']);
+  });
+
   it('logs progress with done/total, rate and ETA on its interval', async () => {
     const { log, lines } = capture();
     const p = new Progress({ log, phase: 'users', total: 100, intervalMs: 30, bar: false });

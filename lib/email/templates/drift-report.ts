@@ -7,7 +7,7 @@
  * Rendered from the stored report JSON alone, so an email still owed for an older
  * report renders the same as it would have on the day.
  */
-import { Dec, formatDelta, formatMoney, formatMoneyChange, formatPercent, formatScore } from '../../drift/decimal.ts';
+import { abs, fixed2, formatDelta, formatMoney, formatMoneyChange, formatPercent, formatScore, parseDecimal } from '../../drift/decimal.ts';
 import { CATEGORY_LABELS } from '../../drift/narrative.ts';
 import { monthName, periodOf } from '../../drift/period.ts';
 import type { CategoryMovement, Direction, DriftReport } from '../../drift/report.ts';
@@ -28,6 +28,12 @@ export interface RenderedDriftEmail {
 
 const COLORS = { up: '#2f7d5b', down: '#c0392b', flat: THEME.muted, startBar: '#c5cdd6', track: '#eef1f4' } as const;
 const BAR_WIDTH = 160;
+/**
+ * Arrows and dashes as character references: the HTML stays Latin-1, which V8
+ * keeps one byte per character, so serializing and sending it costs about half
+ * of what one ▲ in 22 kB of markup made it cost (bench/FINDINGS.md, round two).
+ */
+const HTML = { up: '&#9650;', down: '&#9660;', flat: '&rarr;', dash: '&mdash;' } as const;
 
 /** The link to the report in the app. */
 export function reportUrl(appBaseUrl: string, report: DriftReport): string {
@@ -36,9 +42,10 @@ export function reportUrl(appBaseUrl: string, report: DriftReport): string {
 
 function tone(delta: string | null, direction?: Direction): { color: string; arrow: string; word: string } {
   if (direction === 'NO_DATA') return { color: COLORS.flat, arrow: '', word: 'Not scored yet' };
-  if (direction === 'IMPROVING' || (!direction && delta && new Dec(delta).gt(0))) return { color: COLORS.up, arrow: '▲', word: 'Improving' };
-  if (direction === 'DECLINING' || (!direction && delta && new Dec(delta).lt(0))) return { color: COLORS.down, arrow: '▼', word: 'Declining' };
-  return { color: COLORS.flat, arrow: '→', word: 'Stable' };
+  const d = direction ? null : parseDecimal(delta);
+  if (direction === 'IMPROVING' || (d !== null && d > 0n)) return { color: COLORS.up, arrow: HTML.up, word: 'Improving' };
+  if (direction === 'DECLINING' || (d !== null && d < 0n)) return { color: COLORS.down, arrow: HTML.down, word: 'Declining' };
+  return { color: COLORS.flat, arrow: HTML.flat, word: 'Stable' };
 }
 
 function previousMonthName(month: string): string {
@@ -53,15 +60,23 @@ function subjectOf(r: DriftReport): string {
   const lead = `${r.company.name}: your ${month} drift report`;
   if (bri.direction === 'NO_DATA' || bri.end === null) return lead;
   if (bri.start === null) return `${lead} (first BRI score: ${formatScore(bri.end)})`;
-  const delta = new Dec(bri.delta ?? '0');
-  if (bri.direction === 'IMPROVING') return `${lead} (BRI up ${formatScore(delta.abs().toString())} to ${formatScore(bri.end)})`;
-  if (bri.direction === 'DECLINING') return `${lead} (BRI down ${formatScore(delta.abs().toString())} to ${formatScore(bri.end)})`;
+  const delta = fixed2(abs(parseDecimal(bri.delta) ?? 0n))!;
+  if (bri.direction === 'IMPROVING') return `${lead} (BRI up ${formatScore(delta)} to ${formatScore(bri.end)})`;
+  if (bri.direction === 'DECLINING') return `${lead} (BRI down ${formatScore(delta)} to ${formatScore(bri.end)})`;
   return `${lead} (BRI steady at ${formatScore(bri.end)})`;
+}
+
+/** Cells of BAR_WIDTH filled for a score of 0 to 100 (hundredths): score × BAR_WIDTH / 100, rounded half up, within the bar. */
+function barCells(score: bigint): number {
+  if (score <= 0n) return 0;
+  // score / 100 (hundredths) × BAR_WIDTH / 100, i.e. score × BAR_WIDTH / 10000, half up.
+  const cells = Number((score * BigInt(BAR_WIDTH) * 2n + 10_000n) / 20_000n);
+  return Math.min(BAR_WIDTH, cells);
 }
 
 /** A horizontal bar drawn with table cells, `score` of 100 filled in `color`. */
 function bar(score: string | null, color: string, height: number): string {
-  const filled = score === null ? 0 : Math.max(0, Math.min(BAR_WIDTH, new Dec(score).times(BAR_WIDTH).div(100).round().toNumber()));
+  const filled = score === null ? 0 : barCells(parseDecimal(score) ?? 0n);
   const cell = (w: number, c: string) => `<td width="${w}" height="${height}" bgcolor="${c}" style="width:${w}px;height:${height}px;background-color:${c};font-size:0;line-height:0;">&nbsp;</td>`;
   const cells = (filled > 0 ? cell(filled, color) : '') + (filled < BAR_WIDTH ? cell(BAR_WIDTH - filled, COLORS.track) : '');
   return `<table role="presentation" width="${BAR_WIDTH}" cellpadding="0" cellspacing="0" border="0" style="width:${BAR_WIDTH}px;border-collapse:collapse;"><tr>${cells}</tr></table>`;
@@ -91,14 +106,14 @@ ${badge}`);
 
 function categoryRow(c: CategoryMovement): string {
   const t = tone(c.delta);
-  const values = c.end === null ? '—' : c.start === null ? formatScore(c.end) : `${formatScore(c.start)} → ${formatScore(c.end)}`;
+  const values = c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`;
   const delta = c.delta === null ? '' : `<span style="color:${t.color};font-weight:700;">${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
-  const bars = (c.start !== null ? `<div style="margin:0 0 3px 0;">${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && !new Dec(c.delta).isZero() ? t.color : THEME.brand, 10);
+  const bars = (c.start !== null ? `<div style="margin:0 0 3px 0;">${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
   const td = `font-family:${THEME.font};font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
   return `<tr>
   <td style="${td}padding-right:8px;">${escapeHtml(CATEGORY_LABELS[c.key])}</td>
   <td width="${BAR_WIDTH}" style="${td}width:${BAR_WIDTH}px;">${bars}</td>
-  <td align="right" style="${td}padding-left:8px;white-space:nowrap;">${escapeHtml(values)}</td>
+  <td align="right" style="${td}padding-left:8px;white-space:nowrap;">${values}</td>
   <td align="right" width="64" style="${td}width:64px;white-space:nowrap;">${delta}</td>
 </tr>`;
 }

@@ -10,12 +10,12 @@
  */
 import type { Knex } from 'knex';
 import { RowLockedError } from '../errors.ts';
-import type { EmailService, SendResult } from '../email/service.ts';
-import { renderDriftReportEmail } from '../email/templates/drift-report.ts';
+import type { EmailService, SendResult } from './service.ts';
+import { renderDriftReportEmail } from './templates/drift-report.ts';
 import { OUTCOME_UNKNOWN } from '../sql/email-log.ts';
 import { markReportsEmailed, type ReportRecipient } from '../sql/drift.ts';
 import type { Logger } from '../telemetry/log.ts';
-import type { DriftReport } from './report.ts';
+import type { DriftReport } from '../drift/report.ts';
 
 /** The idempotency key of one owner's email of one report. */
 export function driftEmailKey(companyId: string, month: string, userId: string): string {

@@ -3,7 +3,7 @@
  * facts cost a fixed number of statements however many companies it holds.
  */
 import { expect } from 'chai';
-import { companyBatches, owedReportBatches } from '../../lib/drift/batches.ts';
+import { companyBatches, owedReportBatches } from '../../lib/sql/drift-batches.ts';
 import { periodOf } from '../../lib/drift/period.ts';
 import { eachBackend } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';

@@ -15,9 +15,9 @@ import {
   type CompanyScope,
   type OwedReport,
   type ReportRecipient,
-} from '../sql/drift.ts';
-import type { CompanyFacts } from './engine.ts';
-import type { DriftPeriod } from './period.ts';
+} from './drift.ts';
+import type { CompanyFacts } from '../drift/engine.ts';
+import type { DriftPeriod } from '../drift/period.ts';
 
 /** One active company of the period: its facts (null when its report already exists) and its report's recipients. */
 export interface CompanyItem {
