@@ -13,7 +13,7 @@ import { redact } from '../telemetry/redact.ts';
 import type { QuickBooksClient } from './client.ts';
 import { QuickBooksAuthError, QuickBooksClientError, QuickBooksParseError, QuickBooksReauthError } from './errors.ts';
 import type { TokenEndpoint } from './oauth.ts';
-import { monthlyFigures, type MonthFigures, type QboReport } from './report-parser.ts';
+import { joinMonthlyFigures, parseBalanceSheet, parseProfitAndLoss, readEarly, type BalanceSheetFigures, type MonthFigures, type ProfitAndLossFigures, type ReadReport } from './report-parser.ts';
 import { TokenDecryptError } from './token-crypto.ts';
 import { SYNC_FAILED_EVENT, writeSyncs, type SyncWriter } from './sync-writes.ts';
 import { currentAccessToken, decrypt, refreshAccessToken, type TokenKeys } from './tokens.ts';
@@ -104,22 +104,27 @@ function childLog(deps: SyncDeps, c: SyncCandidate): Logger {
 /** Token, both reports (a 401 refreshes once and retries once), monthly figures. */
 async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate: string; endDate: string }): Promise<MonthFigures[]> {
   const tokenDeps = { db: deps.db, endpoint: deps.endpoint, keys: deps.keys, now: deps.now };
-  const fetchBoth = async (token: string) => {
+  const fetchBoth = async (token: string): Promise<[ReadReport<ProfitAndLossFigures>, ReadReport<BalanceSheetFigures>]> => {
     // When one report fails, the other is stopped: nothing of this sync outlives it.
     const stop = new AbortController();
     let first: unknown;
-    const one = (name: 'ProfitAndLoss' | 'BalanceSheet') =>
-      deps.client.report(c.realmId, token, name, window, { signal: stop.signal }).catch((err: unknown) => {
-        if (first === undefined) first = err;
-        stop.abort();
-        throw err;
-      });
-    const settled = await Promise.allSettled([one('ProfitAndLoss'), one('BalanceSheet')]);
+    const failed = (err: unknown): never => {
+      if (first === undefined) first = err;
+      stop.abort();
+      throw err;
+    };
+    const get = (name: 'ProfitAndLoss' | 'BalanceSheet') => deps.client.report(c.realmId, token, name, window, { signal: stop.signal });
+    // Each report is read as soon as it arrives, so its JSON tree dies young instead of
+    // waiting for the other one; one that cannot be read fails in the join, in the
+    // same order as monthlyFigures (report-parser.ts, readEarly).
+    const pnl = get('ProfitAndLoss').then((r) => readEarly(() => parseProfitAndLoss(r)), failed);
+    const bs = get('BalanceSheet').then((r) => readEarly(() => parseBalanceSheet(r)), failed);
+    const settled = await Promise.allSettled([pnl, bs]);
     if (first !== undefined) throw first;
-    return settled.map((r) => (r as PromiseFulfilledResult<QboReport>).value) as [QboReport, QboReport];
+    return [(settled[0] as PromiseFulfilledResult<ReadReport<ProfitAndLossFigures>>).value, (settled[1] as PromiseFulfilledResult<ReadReport<BalanceSheetFigures>>).value];
   };
   let token = await currentAccessToken(tokenDeps, c);
-  let reports: [QboReport, QboReport];
+  let reports: [ReadReport<ProfitAndLossFigures>, ReadReport<BalanceSheetFigures>];
   try {
     reports = await fetchBoth(token);
   } catch (err) {
@@ -127,7 +132,7 @@ async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate
     token = await refreshAccessToken(tokenDeps, c, token);
     reports = await fetchBoth(token);
   }
-  return monthlyFigures(reports[0], reports[1]);
+  return joinMonthlyFigures(reports[0], reports[1]);
 }
 
 /** Failures that are the integration's, not ours: recorded with a signal, not counted as run errors. */
