@@ -1,5 +1,5 @@
 /**
- * Writing successful syncs (JOBS.md, sync-quickbooks, step 6), several integrations
+ * Writing successful syncs (JOBS.md, sync-quickbooks, steps 4-5), several integrations
  * per transaction. Each integration's writes are the same as when it is written
  * alone: its status (which also locks its row and checks its company is live), its
  * months, its FINANCIALS_SYNCED entry and the recovery of its open failure signal.
