@@ -1,6 +1,6 @@
 /**
- * The Accounting API client's HTTP path (lib/quickbooks/http-get.ts): the whole
- * answer read as text over pooled connections; one deadline covering the body (a
+ * The Accounting API client's HTTP path (lib/quickbooks/http-get.ts, undici): the
+ * whole answer read as text over pooled connections; one deadline covering the body (a
  * server that stalls mid-body times out, and the client calls that a transient
  * timeout); the caller's signal; a connection dropped mid-body is a network error.
  * A real HTTP server on 127.0.0.1.
@@ -39,7 +39,7 @@ describe('QuickBooks HTTP path', function () {
     setTimeout(() => res.end('{}, "Rows": {}}                 '), ms).unref();
   };
 
-  it('reads the whole answer with its status and headers, reusing the connection', async () => {
+  it('reads the whole answer with its status and headers, reusing connections', async () => {
     handler = (req, res) => {
       res.writeHead(200, { 'content-type': 'application/json', intuit_tid: 'tid-1' });
       res.end(JSON.stringify({ auth: req.headers.authorization, text: 'é'.repeat(50_000) }));
@@ -47,12 +47,11 @@ describe('QuickBooks HTTP path', function () {
     const g = getter();
     const before = sockets;
     const a = await g.get(new URL(`${base}/a`), { Authorization: 'Bearer t' }, 2000);
-    const b = await g.get(new URL(`${base}/b`), { Authorization: 'Bearer t' }, 2000);
     expect(a.status).to.equal(200);
     expect(a.headers.intuit_tid).to.equal('tid-1');
     expect(JSON.parse(a.text)).to.deep.equal({ auth: 'Bearer t', text: 'é'.repeat(50_000) });
-    expect(b.text).to.equal(a.text);
-    expect(sockets - before, 'one keep-alive connection').to.equal(1);
+    for (let i = 0; i < 5; i++) expect((await g.get(new URL(`${base}/b${i}`), { Authorization: 'Bearer t' }, 2000)).text).to.equal(a.text);
+    expect(sockets - before, 'keep-alive connections, not one per call').to.be.at.most(2);
   });
 
   it('times out a body that stalls, with the same deadline as the headers', async () => {
@@ -72,7 +71,7 @@ describe('QuickBooks HTTP path', function () {
     expect(err.message).to.equal('received SIGTERM');
   });
 
-  it('fails with the system error as cause when the connection drops mid-body or is refused', async () => {
+  it('fails with the network error as cause when the connection drops mid-body or is refused', async () => {
     handler = (_req, res) => {
       res.writeHead(200, { 'content-length': '1000' });
       res.write('{"partial":');
@@ -80,8 +79,9 @@ describe('QuickBooks HTTP path', function () {
     };
     const dropped = (await getter().get(new URL(`${base}/drop`), {}, 2000).catch((e: unknown) => e)) as Error & { cause?: { code?: string } };
     expect(dropped.name).to.not.equal('TimeoutError');
-    expect(dropped.cause?.code).to.equal('ECONNRESET');
+    expect(dropped.cause?.code).to.be.oneOf(['UND_ERR_SOCKET', 'ECONNRESET']);
     const refused = (await getter().get(new URL('http://127.0.0.1:1/x'), {}, 2000).catch((e: unknown) => e)) as Error & { cause?: { code?: string } };
+    expect(refused.name).to.not.equal('TimeoutError');
     expect(refused.cause?.code).to.equal('ECONNREFUSED');
   });
 
