@@ -8,6 +8,7 @@ import { requireQuickBooksConfig } from '../lib/config.ts';
 import { QuickBooksClientError } from '../lib/quickbooks/errors.ts';
 import { createQuickBooksServices } from '../lib/quickbooks/services.ts';
 import { syncIntegration, type SyncResult } from '../lib/quickbooks/sync.ts';
+import { SyncWriter } from '../lib/quickbooks/sync-writes.ts';
 import { MAX_ERROR_DETAILS } from '../lib/runtime/items.ts';
 import type { JobDefinition } from '../lib/runtime/job.ts';
 import { countSyncCandidates, QUICKBOOKS_COLUMNS, syncCandidatePages, type SyncCandidate } from '../lib/sql/quickbooks.ts';
@@ -29,7 +30,10 @@ const job: JobDefinition = {
 
   async run(ctx) {
     const filter = { shard: ctx.shard, companyId: ctx.options.companyId };
-    const deps = { ...createQuickBooksServices(ctx.config, ctx.log, ctx.signal), db: ctx.db, now: ctx.now, dryRun: ctx.dryRun, force: ctx.options.force === true, log: ctx.log };
+    // Successful syncs are written several per transaction (lib/quickbooks/sync-writes.ts);
+    // a dry run writes nothing.
+    const writer = ctx.dryRun ? undefined : new SyncWriter({ db: ctx.db, now: ctx.now, log: ctx.log });
+    const deps = { ...createQuickBooksServices(ctx.config, ctx.log, ctx.signal), db: ctx.db, now: ctx.now, dryRun: ctx.dryRun, force: ctx.options.force === true, log: ctx.log, ...(writer ? { writer } : {}) };
     const totals = { integrationsChecked: 0, synced: 0, skipped: 0, failed: 0, needsReauth: 0, periodsCreated: 0, periodsUpdated: 0, periodsConflicted: 0 };
     const results: SyncResult[] = [];
     let credentialsRejected: QuickBooksClientError | undefined;
@@ -60,6 +64,7 @@ const job: JobDefinition = {
       },
     });
     if (credentialsRejected) throw credentialsRejected;
+    if (writer) ctx.log.debug('qbo:sync:batches', { batches: writer.batches, integrations: writer.written });
 
     return { ...totals, results, ...(totals.integrationsChecked > results.length ? { resultsTruncated: true } : {}) };
   },

@@ -10,6 +10,7 @@ import PQueue from 'p-queue';
 import pRetry from 'p-retry';
 import type { Logger } from '../telemetry/log.ts';
 import { QuickBooksApiError, QuickBooksAuthError, QuickBooksParseError, QuickBooksTransientError, traced } from './errors.ts';
+import { HttpGetter, type HttpAnswer } from './http-get.ts';
 import { RealmLimiter } from './realm-limiter.ts';
 import type { QboReport } from './report-parser.ts';
 
@@ -46,12 +47,14 @@ export class QuickBooksClient {
   readonly #options: QuickBooksClientOptions;
   readonly #realms: RealmLimiter;
   readonly #global: PQueue;
+  readonly #http: HttpGetter;
   /** HTTP calls made (attempts, retries included). */
   calls = 0;
 
   constructor(options: QuickBooksClientOptions) {
     this.#options = options;
     this.#global = new PQueue({ concurrency: options.maxInFlight });
+    this.#http = new HttpGetter({ maxSockets: options.maxInFlight });
     this.#realms = new RealmLimiter({ maxInFlight: options.maxInFlightPerRealm, maxPerWindow: options.maxPerMinutePerRealm, windowMs: options.rateWindowMs ?? 60_000 });
   }
 
@@ -106,12 +109,10 @@ export class QuickBooksClient {
   async #get(url: URL, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined): Promise<unknown> {
     this.calls++;
     const started = performance.now();
-    let res: Response;
+    let res: HttpAnswer;
     try {
-      res = await fetch(url, {
-        headers: { Authorization: `Bearer ${accessToken}`, Accept: 'application/json' },
-        signal: AbortSignal.any([AbortSignal.timeout(this.#options.timeoutMs), ...(signal ? [signal] : [])]),
-      });
+      // One deadline for the whole call, the body included (http-get.ts).
+      res = await this.#http.get(url, { Authorization: `Bearer ${accessToken}`, Accept: 'application/json' }, this.#options.timeoutMs, signal);
     } catch (err) {
       if (signal?.aborted) throw err; // stopped by the caller: not Intuit's failure
       const timedOut = (err as Error).name === 'TimeoutError';
@@ -119,10 +120,10 @@ export class QuickBooksClient {
       this.#options.log.warn('qbo:request:failed', { realmId, report: name, error: e.message });
       throw e;
     }
-    const intuitTid = res.headers.get('intuit_tid') ?? undefined;
-    const text = await res.text();
-    if (res.ok) {
-      this.#options.log.debug('qbo:report:fetched', { realmId, report: name, status: res.status, intuitTid, ms: Math.round(performance.now() - started) });
+    const intuitTid = header(res, 'intuit_tid');
+    const text = res.text;
+    if (res.status >= 200 && res.status < 300) {
+      if (this.#options.log.isDebugEnabled()) this.#options.log.debug('qbo:report:fetched', { realmId, report: name, status: res.status, intuitTid, ms: Math.round(performance.now() - started) });
       try {
         return JSON.parse(text);
       } catch {
@@ -136,7 +137,7 @@ export class QuickBooksClient {
       error = traced(new QuickBooksAuthError(`QuickBooks access token rejected for realm ${realmId}`), { intuitTid, code: fault?.code });
     } else if (res.status === 429 || res.status >= 500 || fault?.code === '3001') {
       const e = traced(new QuickBooksTransientError(res.status === 429 ? `QuickBooks throttled realm ${realmId} (HTTP 429, ${detail})` : `QuickBooks ${name} for realm ${realmId} failed with HTTP ${res.status} (${detail})`), { intuitTid, status: res.status, code: fault?.code });
-      const retryAfter = retryAfterMs(res.headers.get('retry-after'));
+      const retryAfter = retryAfterMs(header(res, 'retry-after') ?? null);
       if (retryAfter !== undefined) e.retryAfterMs = retryAfter;
       error = e;
     } else {
@@ -173,6 +174,12 @@ export function retryAfterMs(header: string | null): number | undefined {
   const ms = Number.isFinite(seconds) ? seconds * 1000 : Date.parse(header) - Date.now();
   if (!Number.isFinite(ms) || ms < 0) return undefined;
   return Math.min(ms, 300_000);
+}
+
+/** A response header as one string (the first, when repeated). */
+function header(res: HttpAnswer, name: string): string | undefined {
+  const v = res.headers[name];
+  return Array.isArray(v) ? v[0] : v;
 }
 
 function networkReason(err: unknown): string {

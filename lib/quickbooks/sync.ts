@@ -2,25 +2,26 @@
  * Syncing one QuickBooks integration (JOBS.md, sync-quickbooks, steps 1-6): skip a
  * recent one, get a fresh access token, fetch both monthly reports over the fetch
  * window, map each month, and write the periods, the integration's status, the
- * ledger entry and the signal changes in one transaction.
+ * ledger entry and the signal changes in one transaction (with other integrations'
+ * when the job batches them: sync-writes.ts).
  */
 import type { Knex } from 'knex';
-import { upsertQuickBooksPeriods, type PeriodValues } from '../sql/financial-periods.ts';
 import { recordSyncOutcomeIfLive, type SyncCandidate } from '../sql/quickbooks.ts';
-import { escalateSignal, findOpenSignal, openSignal, resolveOpenSignal } from '../sql/signals.ts';
+import { escalateSignal, findOpenSignal, openSignal } from '../sql/signals.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import type { QuickBooksClient } from './client.ts';
 import { QuickBooksAuthError, QuickBooksClientError, QuickBooksParseError, QuickBooksReauthError } from './errors.ts';
 import type { TokenEndpoint } from './oauth.ts';
-import { monthlyFigures, type MonthFigures, type QboReport } from './report-parser.ts';
+import { joinMonthlyFigures, parseBalanceSheet, parseProfitAndLoss, readEarly, type BalanceSheetFigures, type MonthFigures, type ProfitAndLossFigures, type ReadReport } from './report-parser.ts';
 import { TokenDecryptError } from './token-crypto.ts';
+import { SYNC_FAILED_EVENT, writeSyncs, type SyncWriter } from './sync-writes.ts';
 import { currentAccessToken, decrypt, refreshAccessToken, type TokenKeys } from './tokens.ts';
 import { PermanentError, TransientError } from '../errors.ts';
 
 /** A sync within this long of the last one is skipped (unless forced). */
 export const SKIP_WITHIN_MS = 12 * 3600_000;
-export const SYNC_FAILED_EVENT = 'quickbooks_sync_failed';
+export { SYNC_FAILED_EVENT };
 
 export interface SyncDeps {
   db: Knex;
@@ -31,6 +32,8 @@ export interface SyncDeps {
   dryRun: boolean;
   force: boolean;
   log: Logger;
+  /** Writes successful syncs in batches (the job's); without it each is written alone. */
+  writer?: SyncWriter;
 }
 
 export interface SyncResult {
@@ -65,7 +68,6 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
   const base = { companyId: c.companyId, companyName: c.companyName, periodsCreated: 0, periodsUpdated: 0, periodsConflicted: 0 };
   if (!deps.force && c.lastSyncAt && deps.now.getTime() - c.lastSyncAt.getTime() < SKIP_WITHIN_MS) return { ...base, status: 'skipped' };
   const window = fetchWindow(deps.now, c.latestQuickBooksPeriod);
-  const log = deps.log.child({ integrationId: c.id, companyId: c.companyId, realmId: c.realmId });
 
   let months: MonthFigures[];
   try {
@@ -79,52 +81,50 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
     months = await fetchMonths(deps, c, window);
   } catch (err) {
     if (err instanceof QuickBooksClientError || !isSyncFailure(err)) throw err;
-    return recordFailure(deps, c, err as Error, log).then((error) => ({ ...base, status: 'failed' as const, error, ...(err instanceof QuickBooksReauthError ? { needsReauth: true } : {}) }));
+    return recordFailure(deps, c, err as Error).then((error) => ({ ...base, status: 'failed' as const, error, ...(err instanceof QuickBooksReauthError ? { needsReauth: true } : {}) }));
   }
 
-  // One transaction of five statements: BEGIN, the outcome (which also locks the
-  // integration and checks its company is live), the periods, the ledger entry with
-  // the recovery of an open failure signal, COMMIT.
-  const counts = await deps.db.transaction(async (trx) => {
-    // The company may have been deleted while its reports were fetched: write nothing.
-    if (!(await recordSyncOutcomeIfLive(trx, c.id, { status: 'SUCCESS', error: null }, deps.now))) return null;
-    const written = await upsertQuickBooksPeriods(trx, c.companyId, months.map(toPeriod), deps.now);
-    await resolveOpenSignal(trx, { companyId: c.companyId, eventType: SYNC_FAILED_EVENT, userId: null }, 'SYNC_RECOVERED', deps.now, [{
-      companyId: c.companyId,
-      signalId: null,
-      entryType: 'FINANCIALS_SYNCED',
-      summary: `QuickBooks financials synced: ${months.length} months (${written.created} new, ${written.updated} changed)`,
-      details: { integrationId: c.id, realmId: c.realmId, ...window, months: months.length, periodsCreated: written.created, periodsUpdated: written.updated, periodsConflicted: written.conflicted },
-    }]);
-    return written;
-  });
+  // Written with the next batch of successful syncs when the job gives a writer
+  // (sync-writes.ts), else alone: one transaction of five statements either way.
+  const synced = { candidate: c, months, window };
+  const counts = deps.writer ? await deps.writer.write(synced) : (await writeSyncs(deps.db, [synced], deps.now))[0]!;
   if (!counts) {
-    log.warn('qbo:sync:company-gone', { reason: 'the company or integration was deleted during the sync; nothing written' });
+    childLog(deps, c).warn('qbo:sync:company-gone', { reason: 'the company or integration was deleted during the sync; nothing written' });
     return { ...base, status: 'skipped' };
   }
-  log.info('qbo:sync:done', { months: months.length, ...counts });
+  // Per integration, so debug: the summary, the progress lines and the metrics carry the counts.
+  if (deps.log.isDebugEnabled()) childLog(deps, c).debug('qbo:sync:done', { months: months.length, ...counts });
   return { ...base, status: 'synced', periodsCreated: counts.created, periodsUpdated: counts.updated, periodsConflicted: counts.conflicted };
+}
+
+function childLog(deps: SyncDeps, c: SyncCandidate): Logger {
+  return deps.log.child({ integrationId: c.id, companyId: c.companyId, realmId: c.realmId });
 }
 
 /** Token, both reports (a 401 refreshes once and retries once), monthly figures. */
 async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate: string; endDate: string }): Promise<MonthFigures[]> {
   const tokenDeps = { db: deps.db, endpoint: deps.endpoint, keys: deps.keys, now: deps.now };
-  const fetchBoth = async (token: string) => {
+  const fetchBoth = async (token: string): Promise<[ReadReport<ProfitAndLossFigures>, ReadReport<BalanceSheetFigures>]> => {
     // When one report fails, the other is stopped: nothing of this sync outlives it.
     const stop = new AbortController();
     let first: unknown;
-    const one = (name: 'ProfitAndLoss' | 'BalanceSheet') =>
-      deps.client.report(c.realmId, token, name, window, { signal: stop.signal }).catch((err: unknown) => {
-        if (first === undefined) first = err;
-        stop.abort();
-        throw err;
-      });
-    const settled = await Promise.allSettled([one('ProfitAndLoss'), one('BalanceSheet')]);
+    const failed = (err: unknown): never => {
+      if (first === undefined) first = err;
+      stop.abort();
+      throw err;
+    };
+    const get = (name: 'ProfitAndLoss' | 'BalanceSheet') => deps.client.report(c.realmId, token, name, window, { signal: stop.signal });
+    // Each report is read as soon as it arrives, so its JSON tree dies young instead of
+    // waiting for the other one; one that cannot be read fails in the join, in the
+    // same order as monthlyFigures (report-parser.ts, readEarly).
+    const pnl = get('ProfitAndLoss').then((r) => readEarly(() => parseProfitAndLoss(r)), failed);
+    const bs = get('BalanceSheet').then((r) => readEarly(() => parseBalanceSheet(r)), failed);
+    const settled = await Promise.allSettled([pnl, bs]);
     if (first !== undefined) throw first;
-    return settled.map((r) => (r as PromiseFulfilledResult<QboReport>).value) as [QboReport, QboReport];
+    return [(settled[0] as PromiseFulfilledResult<ReadReport<ProfitAndLossFigures>>).value, (settled[1] as PromiseFulfilledResult<ReadReport<BalanceSheetFigures>>).value];
   };
   let token = await currentAccessToken(tokenDeps, c);
-  let reports: [QboReport, QboReport];
+  let reports: [ReadReport<ProfitAndLossFigures>, ReadReport<BalanceSheetFigures>];
   try {
     reports = await fetchBoth(token);
   } catch (err) {
@@ -132,7 +132,7 @@ async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate
     token = await refreshAccessToken(tokenDeps, c, token);
     reports = await fetchBoth(token);
   }
-  return monthlyFigures(reports[0], reports[1]);
+  return joinMonthlyFigures(reports[0], reports[1]);
 }
 
 /** Failures that are the integration's, not ours: recorded with a signal, not counted as run errors. */
@@ -141,10 +141,10 @@ function isSyncFailure(err: unknown): boolean {
 }
 
 /** Records a failed sync and its signal in one transaction; returns the stored (short, secret-free) error. */
-async function recordFailure(deps: SyncDeps, c: SyncCandidate, err: Error, log: Logger): Promise<string> {
+async function recordFailure(deps: SyncDeps, c: SyncCandidate, err: Error): Promise<string> {
   const reauth = err instanceof QuickBooksReauthError;
   const error = shortError(err);
-  log.warn('qbo:sync:failed', { error: err, needsReauth: reauth });
+  childLog(deps, c).warn('qbo:sync:failed', { error: err, needsReauth: reauth });
   const severity = reauth ? 'HIGH' : 'MEDIUM';
   const title = reauth ? 'QuickBooks connection needs to be reconnected' : 'QuickBooks sync failed';
   const metadata = { integrationId: c.id, realmId: c.realmId, error, needsReauth: reauth, ...((err as { intuitTid?: string }).intuitTid ? { intuitTid: (err as { intuitTid?: string }).intuitTid } : {}) };
@@ -164,17 +164,6 @@ async function recordFailure(deps: SyncDeps, c: SyncCandidate, err: Error, log: 
 /** The error as stored in last_sync_error and shown in results: one line, redacted, short. */
 export function shortError(err: Error): string {
   return redact(err.message.replace(/\s+/g, ' ')).slice(0, 300);
-}
-
-function toPeriod(m: MonthFigures): PeriodValues {
-  return {
-    periodStart: m.periodStart,
-    periodEnd: m.periodEnd,
-    values: {
-      revenue: m.revenue, cogs: m.cogs, gross_profit: m.grossProfit, operating_expenses: m.operatingExpenses, ebitda: m.ebitda, net_income: m.netIncome,
-      total_assets: m.totalAssets, total_liabilities: m.totalLiabilities, equity: m.equity, cash: m.cash,
-    },
-  };
 }
 
 function day(d: Date): string {

@@ -28,43 +28,51 @@ const FIELDS = PERIOD_FIELDS.join(', ');
 const V_FIELDS = PERIOD_FIELDS.map((f) => `v.${f}`).join(', ');
 
 /**
- * The upsert as one statement, all parts on the same snapshot:
+ * The upsert as one statement, for the months of one or more companies, all parts
+ * on the same snapshot:
  * - `v`: the months to store (money as 2-decimal strings, so equality is money equality);
  * - `old`: the rows already there for those months, and whether their amounts are the same;
  * - `written`: inserts the new months and overwrites the changed QUICKBOOKS ones; its
  *   ON CONFLICT … WHERE guards a row that is (or turned) MANUAL meanwhile, in the database;
  * - `stamped`: stamps `synced_at` on the unchanged QUICKBOOKS rows;
- * - then the counts. Whatever was to be written and was not is a conflict.
+ * - then the counts per company. Whatever was to be written and was not is a conflict.
+ * One statement for many companies is what lets the sync write a batch of
+ * integrations in one round trip (bench/FINDINGS.md, sync-quickbooks).
  */
 const UPSERT_SQL = `
 with v as (
-  select * from jsonb_to_recordset(?::jsonb) as v(period_start date, period_end date, ${PERIOD_FIELDS.map((f) => `${f} numeric`).join(', ')})
+  select * from jsonb_to_recordset(?::jsonb) as v(company_id text, period_start date, period_end date, ${PERIOD_FIELDS.map((f) => `${f} numeric`).join(', ')})
 ),
 old as (
-  select fp.period_start, fp.source = 'MANUAL' as manual, (${PERIOD_FIELDS.map((f) => `fp.${f}`).join(', ')}) is not distinct from (${V_FIELDS}) as same
-  from financial_periods fp join v on v.period_start = fp.period_start
-  where fp.company_id = ?
+  select fp.company_id, fp.period_start, fp.source = 'MANUAL' as manual, (${PERIOD_FIELDS.map((f) => `fp.${f}`).join(', ')}) is not distinct from (${V_FIELDS}) as same
+  from financial_periods fp join v on v.company_id = fp.company_id and v.period_start = fp.period_start
 ),
 written as (
   insert into financial_periods as fp (company_id, period_start, period_end, ${FIELDS}, source, synced_at, created_at, updated_at)
-  select ?::text, v.period_start, v.period_end, ${V_FIELDS}, 'QUICKBOOKS', ?::timestamptz, ?::timestamptz, ?::timestamptz
-  from v left join old on old.period_start = v.period_start
+  select v.company_id, v.period_start, v.period_end, ${V_FIELDS}, 'QUICKBOOKS', ?::timestamptz, ?::timestamptz, ?::timestamptz
+  from v left join old on old.company_id = v.company_id and old.period_start = v.period_start
   where old.period_start is null or not (old.manual or old.same)
   on conflict (company_id, period_start) do update
     set period_end = excluded.period_end, ${PERIOD_FIELDS.map((f) => `${f} = excluded.${f}`).join(', ')}, synced_at = excluded.synced_at, updated_at = excluded.updated_at
     where fp.source = 'QUICKBOOKS'
-  returning fp.period_start
+  returning fp.company_id, fp.period_start
 ),
 stamped as (
   update financial_periods fp set synced_at = ?::timestamptz
   from old
-  where fp.company_id = ? and fp.period_start = old.period_start and old.same and not old.manual and fp.source = 'QUICKBOOKS'
+  where fp.company_id = old.company_id and fp.period_start = old.period_start and old.same and not old.manual and fp.source = 'QUICKBOOKS'
 )
-select
-  (select count(*) from v)::int as total,
-  (select count(*) from written w where not exists (select 1 from old where old.period_start = w.period_start))::int as created,
-  (select count(*) from written w where exists (select 1 from old where old.period_start = w.period_start))::int as updated,
-  (select count(*) from old where old.same and not old.manual)::int as unchanged`;
+select v.company_id,
+  count(*)::int as total,
+  count(w.period_start) filter (where old.period_start is null)::int as created,
+  count(w.period_start) filter (where old.period_start is not null)::int as updated,
+  count(*) filter (where old.same and not old.manual)::int as unchanged
+from v
+left join old on old.company_id = v.company_id and old.period_start = v.period_start
+left join written w on w.company_id = v.company_id and w.period_start = v.period_start
+group by v.company_id`;
+
+const NO_MONTHS: UpsertCounts = Object.freeze({ created: 0, updated: 0, conflicted: 0, unchanged: 0 });
 
 /**
  * Upserts a company's QuickBooks months in one statement (UPSERT_SQL): new months
@@ -72,13 +80,27 @@ select
  * `synced_at`, MANUAL ones left alone and counted as conflicted.
  */
 export async function upsertQuickBooksPeriods(db: Knex, companyId: string, periods: PeriodValues[], now: Date): Promise<UpsertCounts> {
-  if (!periods.length) return { created: 0, updated: 0, conflicted: 0, unchanged: 0 };
-  const months = periods.map((p) => {
-    const row: Record<string, string | null> = { period_start: p.periodStart, period_end: p.periodEnd };
-    for (const f of PERIOD_FIELDS) row[f] = p.values[f]?.toFixed(2) ?? null;
-    return row;
-  });
-  const { rows } = await db.raw<{ rows: Array<{ total: number; created: number; updated: number; unchanged: number }> }>(UPSERT_SQL, [JSON.stringify(months), companyId, companyId, now, now, now, now, companyId]);
-  const { total, created, updated, unchanged } = rows[0]!;
-  return { created, updated, unchanged, conflicted: total - created - updated - unchanged };
+  return (await upsertQuickBooksPeriodsMany(db, [{ companyId, periods }], now)).get(companyId)!;
+}
+
+/**
+ * The same for several companies at once, in one statement: their counts by
+ * company id (every company given has an entry; one without months counts zeros).
+ * A company must appear once.
+ */
+export async function upsertQuickBooksPeriodsMany(db: Knex, companies: Array<{ companyId: string; periods: PeriodValues[] }>, now: Date): Promise<Map<string, UpsertCounts>> {
+  const counts = new Map<string, UpsertCounts>();
+  const months: Array<Record<string, string | null>> = [];
+  for (const { companyId, periods } of companies) {
+    counts.set(companyId, { ...NO_MONTHS });
+    for (const p of periods) {
+      const row: Record<string, string | null> = { company_id: companyId, period_start: p.periodStart, period_end: p.periodEnd };
+      for (const f of PERIOD_FIELDS) row[f] = p.values[f]?.toFixed(2) ?? null;
+      months.push(row);
+    }
+  }
+  if (!months.length) return counts;
+  const { rows } = await db.raw<{ rows: Array<{ company_id: string; total: number; created: number; updated: number; unchanged: number }> }>(UPSERT_SQL, [JSON.stringify(months), now, now, now, now]);
+  for (const { company_id, total, created, updated, unchanged } of rows) counts.set(company_id, { created, updated, unchanged, conflicted: total - created - updated - unchanged });
+  return counts;
 }

@@ -158,3 +158,23 @@ export async function recordSyncOutcomeIfLive(trx: Knex, id: string, outcome: { 
   );
   return rows.length > 0;
 }
+
+/**
+ * recordSyncOutcomeIfLive for a batch of successful syncs, in one statement: stamps
+ * SUCCESS on each integration whose company is live (locking its row for the
+ * rest of the caller's transaction) and returns the ids it stamped. An id missing
+ * from the result is one whose company was deleted meanwhile: nothing else may be
+ * written for it.
+ */
+export async function recordSyncSuccessesIfLive(trx: Knex, ids: string[], now: Date): Promise<Set<string>> {
+  if (!ids.length) return new Set();
+  const { rows } = await trx.raw<{ rows: Array<{ id: string }> }>(
+    `update quickbooks_integrations i
+     set last_sync_at = ?, last_sync_status = 'SUCCESS', last_sync_error = null, updated_at = ?
+     from companies c
+     where i.id in (select jsonb_array_elements_text(?::jsonb)) and c.id = i.company_id and c.deleted_at is null
+     returning i.id`,
+    [now, now, JSON.stringify(ids)],
+  );
+  return new Set(rows.map((r) => r.id));
+}

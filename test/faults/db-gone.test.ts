@@ -108,7 +108,7 @@ describe('faults: the database goes away mid-run (PostgreSQL, real CLI)', functi
     const integrations = [];
     for (let i = 0; i < N; i++) integrations.push(await anIntegration(t.knex, qb));
     qb.behave('*', { latencyMs: 150 });
-    await runAndCut(['sync-quickbooks'], qbEnv(qb, { QUICKBOOKS_CONCURRENCY: '2' }) as Record<string, string>, 'qbo:sync:done', 2);
+    await runAndCut(['sync-quickbooks'], qbEnv(qb, { QUICKBOOKS_CONCURRENCY: '2', LOG_LEVEL: 'debug' }) as Record<string, string>, 'qbo:sync:done', 2);
     for (const i of integrations) {
       const row = await t.knex('quickbooks_integrations').where({ id: i.id }).first();
       const periods = Number((await t.knex('financial_periods').where({ company_id: i.companyId }).count({ n: '*' }))[0]!.n);

@@ -115,7 +115,7 @@ describe('faults: SIGKILL mid-run, then reruns (PostgreSQL, real CLI)', function
       for (let i = 0; i < N; i++) integrations.push(await anIntegration(t.knex, server));
       server.behave('*', { latencyMs: 150 });
       const killed = await runCli(['sync-quickbooks', '--now', NOW.toISOString()], {
-        env: { DATABASE_URL: t.url!, ...qbEnv(server, { QUICKBOOKS_CONCURRENCY: '2' }) },
+        env: { DATABASE_URL: t.url!, ...qbEnv(server, { QUICKBOOKS_CONCURRENCY: '2', LOG_LEVEL: 'debug' }) },
         onStderr: onEvent('qbo:sync:done', 4, (child) => child.kill('SIGKILL')),
       });
       expect(killed.signal).to.equal('SIGKILL');

@@ -99,7 +99,7 @@ describe('faults: SIGTERM mid-run (PostgreSQL, real CLI)', function () {
       const integrations = [];
       for (let i = 0; i < N; i++) integrations.push(await anIntegration(t.knex, server));
       server.behave('*', { latencyMs: 300 });
-      await terminatedAfter(['sync-quickbooks'], { ...qbEnv(server, { QUICKBOOKS_CONCURRENCY: '3' }), ...pushEnv() } as Record<string, string>, 'qbo:sync:done', 3);
+      await terminatedAfter(['sync-quickbooks'], { ...qbEnv(server, { QUICKBOOKS_CONCURRENCY: '3', LOG_LEVEL: 'debug' }), ...pushEnv() } as Record<string, string>, 'qbo:sync:done', 3);
       // Whole or nothing per integration: status SUCCESS ⇔ its 25 periods and its ledger entry.
       let done = 0;
       for (const i of integrations) {

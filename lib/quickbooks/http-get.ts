@@ -1,0 +1,64 @@
+/**
+ * One HTTP GET read whole as text, over undici's keep-alive connection pool, for
+ * the Accounting API client (client.ts).
+ *
+ * Why not `fetch`: per report call, fetch built a Request, Headers, a WHATWG body
+ * stream and two composite AbortSignals (`AbortSignal.any`, each registered on the
+ * run's signal) before reading ~21 kB of text; at 40k calls a run that was a tenth
+ * of the job's CPU (bench/FINDINGS.md, sync-quickbooks). undici's `request` (the
+ * engine under Node's fetch, without the WHATWG layers) cost a third of fetch's CPU
+ * per call here, node:http about half. This path keeps what the client needs: one
+ * deadline for the whole exchange (connect, headers and the body: a server that
+ * stalls mid-body times out too), the caller's AbortSignal, and the status,
+ * headers and text.
+ *
+ * Errors, shaped like fetch's so the client reads them the same way:
+ * - the deadline: an Error named `TimeoutError`;
+ * - the caller's signal: its `reason`;
+ * - the network (refused, reset, closed mid-body): an Error whose `cause` is
+ *   undici's error (with its `code`), as fetch's "fetch failed" has.
+ */
+import { Agent } from 'undici';
+
+export interface HttpAnswer {
+  status: number;
+  /** Response headers, names in lower case. */
+  headers: Record<string, string | string[] | undefined>;
+  /** The body, decoded as UTF-8. */
+  text: string;
+}
+
+export class HttpGetter {
+  readonly #agent: Agent;
+
+  /** `maxSockets`: connections per origin at most (the caller's concurrency). Idle pooled sockets do not keep the process alive. */
+  constructor(options: { maxSockets: number }) {
+    this.#agent = new Agent({ connections: options.maxSockets });
+  }
+
+  /** GETs `url` and reads the whole answer within `timeoutMs`. */
+  async get(url: URL, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<HttpAnswer> {
+    if (signal?.aborted) throw signal.reason;
+    // One controller for the deadline and the caller's signal (no composite signal to register).
+    const stop = new AbortController();
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      stop.abort();
+    }, timeoutMs);
+    const onAbort = () => stop.abort();
+    signal?.addEventListener('abort', onAbort, { once: true });
+    try {
+      const res = await this.#agent.request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, signal: stop.signal });
+      const text = await res.body.text();
+      return { status: res.statusCode, headers: res.headers, text };
+    } catch (err) {
+      if (timedOut) throw Object.assign(new Error(`timed out after ${timeoutMs} ms`), { name: 'TimeoutError' });
+      if (signal?.aborted) throw signal.reason;
+      throw Object.assign(new Error(`request failed: ${(err as Error).message}`), { cause: err });
+    } finally {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', onAbort);
+    }
+  }
+}
