@@ -31,7 +31,7 @@ import inactivityJob from '../../jobs/detect-inactivity.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
 import { openPostgresUrl, type Database } from '../../lib/db/connect.ts';
 import { migrate, productColumns } from '../../lib/db/migrate.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import type { JobDefinition } from '../../lib/runtime/job.ts';
 import { anOwnedCompany } from '../support/factories.ts';
 import { NOW, runCli, runInProcess, type CliResult } from '../support/run.ts';

@@ -31,7 +31,7 @@ import driftJob from '../../jobs/generate-drift-reports.ts';
 import inactivityJob from '../../jobs/detect-inactivity.ts';
 import syncJob from '../../jobs/sync-quickbooks.ts';
 import { openPostgresUrl } from '../../lib/db/connect.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import type { TestDb } from '../support/db.ts';
 import { anOwnedCompany, daysBefore } from '../support/factories.ts';
 import { NOW, runCli, runInProcess, type CliResult } from '../support/run.ts';

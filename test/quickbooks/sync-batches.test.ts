@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { Decimal } from 'decimal.js';
 import { PassThrough } from 'node:stream';
-import type { LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import type { LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import type { MonthFigures } from '../../lib/quickbooks/report-parser.ts';
 import { SYNC_FAILED_EVENT, SyncWriter, writeSyncs, type SyncedIntegration } from '../../lib/quickbooks/sync-writes.ts';
 import { syncCandidatePages, type SyncCandidate } from '../../lib/sql/quickbooks.ts';
