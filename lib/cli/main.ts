@@ -19,6 +19,7 @@ import { redact, registerSecrets } from '../telemetry/redact.ts';
 import { parseCompany, parseLimit, parseNow, parsePeriod, toRunOptions } from './flags.ts';
 import { migrateCommand, runsCommand } from './commands.ts';
 import { demoCommand } from './demo-command.ts';
+import { doctorCommand } from './doctor-command.ts';
 
 export interface MainIo {
   env: Record<string, string | undefined>;
@@ -108,6 +109,12 @@ export async function main(argv: string[], io: MainIo): Promise<number> {
       } finally {
         shutdown.dispose();
       }
+    });
+  program
+    .command('doctor')
+    .description('checks, changing nothing, that the suite can work here: configuration, database, SendGrid, Intuit, token key, Pushgateway, OTLP, Kubernetes RBAC')
+    .action(async () => {
+      exitCode = await doctorCommand(config, () => log, io.stdout);
     });
   program
     .command('runs')

@@ -57,6 +57,22 @@ export class SendGridTransport implements Transport {
       throw translate(err);
     }
   }
+
+  /**
+   * The scopes of the API key (`GET /v3/scopes`, `{"scopes": [...]}`): what
+   * `exitosx-cron doctor` checks for `mail.send`. Sends nothing. Errors as `send`'s
+   * (a rejected key is a PermanentError "SendGrid answered 401: …").
+   */
+  async scopes(): Promise<string[]> {
+    try {
+      const [response] = await this.client.request({ method: 'GET', url: '/v3/scopes' });
+      const body = response.body as { scopes?: unknown } | string;
+      const parsed = (typeof body === 'string' ? JSON.parse(body) : body) as { scopes?: unknown };
+      return Array.isArray(parsed?.scopes) ? parsed.scopes.filter((s): s is string => typeof s === 'string') : [];
+    } catch (err) {
+      throw translate(err);
+    }
+  }
 }
 
 /** The v3 mail/send request body of one message, as JSON text. */

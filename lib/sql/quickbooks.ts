@@ -158,3 +158,12 @@ export async function recordSyncOutcomeIfLive(trx: Knex, id: string, outcome: { 
   );
   return rows.length > 0;
 }
+
+/**
+ * One stored (encrypted) refresh token, for checking the token key: that of the
+ * most recently updated connected integration, undefined when there is none.
+ */
+export async function latestStoredToken(db: Knex): Promise<{ id: string; refreshToken: string } | undefined> {
+  const r = await db('quickbooks_integrations').whereNull('disconnected_at').orderBy('updated_at', 'desc').orderBy('id').first('id', 'refresh_token');
+  return r ? { id: String(r.id), refreshToken: String(r.refresh_token) } : undefined;
+}
