@@ -10,7 +10,7 @@ import type { CheckResult } from './check.ts';
 import { skipped } from './check.ts';
 import { checkConfiguration } from './configuration.ts';
 import { checkDatabase } from './database.ts';
-import { checkKubernetes } from './kubernetes.ts';
+import { prepareKubernetesCheck } from './kubernetes.ts';
 import { checkOtlp } from './otlp.ts';
 import { checkPushgateway } from './pushgateway.ts';
 import { checkQuickBooks } from './quickbooks.ts';
@@ -36,13 +36,14 @@ export interface DoctorDeps {
 /** Runs every check on a valid configuration. Never throws for a failing dependency: that is a `fail` line. */
 export async function runDoctor(config: Config, deps: DoctorDeps): Promise<DoctorReport> {
   const configuration = checkConfiguration(config, deps.jobs);
+  const checkKubernetes = await prepareKubernetesCheck(config);
   const [database, sendgrid, quickbooks, pushgateway, otlp, kubernetes] = await Promise.all([
     checkDatabase(config, deps.jobs, (db) => checkTokenKey(config, db), (why) => tokenKeyPrecheck(config) ?? skipped('token-key', why)),
     checkSendGrid(config),
     checkQuickBooks(config, deps.now),
     checkPushgateway(config),
     checkOtlp(config),
-    checkKubernetes(config),
+    checkKubernetes(),
   ]);
   const checks = [configuration, ...database, sendgrid, quickbooks, pushgateway, otlp, kubernetes];
   return { checks, exitCode: checks.some((c) => c.status === 'fail') ? DOCTOR_FAILED : 0 };

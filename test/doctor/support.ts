@@ -27,6 +27,8 @@ export interface Installation {
   dir: string;
   kubeconfig: string;
   integrationId: string;
+  /** The integration's tokens in clear (never to be printed). */
+  plainTokens: string[];
   /** The pod's environment, with `over` on top (undefined removes a variable). */
   env(over?: Record<string, string | undefined>): Record<string, string | undefined>;
   close(): Promise<void>;
@@ -47,6 +49,7 @@ export async function startInstallation(pushgatewayBin: string): Promise<Install
   return {
     db, sendgrid, quickbooks, pushgateway, collector, kube, dir, kubeconfig,
     integrationId: integration.id,
+    plainTokens: [integration.accessToken, integration.refreshToken],
     env: (over = {}) => ({
       DATABASE_URL: db.url,
       SENDGRID_API_KEY: sendgrid.apiKey,
