@@ -19,7 +19,6 @@ import { redact, registerSecrets } from '../telemetry/redact.ts';
 import { parseCompany, parseLimit, parseNow, parsePeriod, toRunOptions } from './flags.ts';
 import { migrateCommand, runsCommand } from './commands.ts';
 import { demoCommand } from './demo-command.ts';
-import { doctorCommand } from './doctor-command.ts';
 
 export interface MainIo {
   env: Record<string, string | undefined>;
@@ -114,6 +113,8 @@ export async function main(argv: string[], io: MainIo): Promise<number> {
     .command('doctor')
     .description('checks, changing nothing, that the suite can work here: configuration, database, SendGrid, Intuit, token key, Pushgateway, OTLP, Kubernetes RBAC')
     .action(async () => {
+      // Loaded only for doctor: it reaches every client library (SendGrid, Intuit, Kubernetes), which the other commands should not pay for at start.
+      const { doctorCommand } = await import('./doctor-command.ts');
       exitCode = await doctorCommand(config, () => log, io.stdout);
     });
   program

@@ -36,6 +36,9 @@ export async function checkDatabase(config: Config, jobs: JobDefinition[], more:
       const migrations = await checkMigrations(trx);
       return [reachable, columns, migrations, await more(trx)];
     });
+  } catch (err) {
+    // Connected, but a read failed (a connection lost midway, a permission refused): the database's line says so.
+    return [fail('database', `connected to ${database.description}, but reading failed: ${messageOf(err)}`), ...unreadable('the database could not be read (see database)')];
   } finally {
     await database.close();
   }

@@ -191,6 +191,21 @@ describe('exitosx-cron doctor', function () {
     });
   });
 
+  it('fails database with one line when it connects but may not read (a role without access to the suite schema)', async () => {
+    const role = `exitosx_doctor_${process.pid}`;
+    await adminQuery(`create role ${role} login`);
+    try {
+      const u = new URL(inst.db.url!);
+      u.username = role;
+      const r = await doctor({ DATABASE_URL: u.toString() });
+      expect(check(r, 'database')).to.include({ status: 'fail' });
+      expect(check(r, 'database').detail).to.match(/^connected to 127\.0\.0\.1:5432\/exitosx_t_\w+, but reading failed: .*permission denied/);
+      expect(statuses(r)).to.include({ 'product-columns': 'skipped', 'suite-migrations': 'skipped', 'token-key': 'skipped' });
+    } finally {
+      await adminQuery(`drop role if exists ${role}`);
+    }
+  });
+
   it('fails suite-migrations for a database migrated by a newer version', async () => {
     const t = await createTestDb('postgres');
     try {
