@@ -5,6 +5,7 @@
  */
 import { expect } from 'chai';
 import { TOKEN as KUBE_TOKEN } from '../k8s/support/fake-kube-api.ts';
+import { find, render, type K8sObject } from '../k8s/support/manifests.ts';
 import { requireBinary } from '../observability/support.ts';
 import { KEY, OLD_KEY } from '../quickbooks/support.ts';
 import { runCli, type CliResult } from '../support/run.ts';
@@ -74,6 +75,33 @@ describe('exitosx-cron doctor (command line)', function () {
     expect(summary.failed).to.deep.equal(['token-key', 'sendgrid', 'quickbooks']);
     expect(checks.filter((c) => c.status === 'fail').map((c) => c.check)).to.deep.equal(['token-key', 'sendgrid', 'quickbooks']);
     expectNoSecrets(r, [...secrets(), ...Object.values(wrong)]);
+  });
+
+  it('passes as the chart\'s helm test Pod: its args, its ConfigMap and Secret (envFrom) and downward API, values from helm', async () => {
+    // The installation's settings given to the chart as an operator would (config and secret values).
+    const e = inst.env();
+    const config = ['SENDGRID_API_URL', 'QUICKBOOKS_TOKEN_URL', 'QUICKBOOKS_API_URL', 'QUICKBOOKS_TIMEOUT_MS', 'PUSHGATEWAY_URL', 'OTEL_EXPORTER_OTLP_ENDPOINT'];
+    const secret = ['DATABASE_URL', 'SENDGRID_API_KEY', 'QUICKBOOKS_CLIENT_ID', 'QUICKBOOKS_CLIENT_SECRET', 'TOKEN_ENCRYPTION_KEY'];
+    const objects = render([...config.flatMap((k) => ['--set-string', `config.${k}=${e[k]}`]), ...secret.flatMap((k) => ['--set-string', `secret.values.${k}=${e[k]}`])], 'exitosx-cron', 'exitosx');
+    const pod = find(objects, 'Pod', 'exitosx-cron-doctor');
+    const container = pod.spec.containers[0] as K8sObject;
+    // What the kubelet gives the container: envFrom (ConfigMap, then Secret), the downward API
+    // (the Pod has no job-name label: JOB_NAME is empty), KUBERNETES_SERVICE_HOST; the kubeconfig
+    // stands for the mounted ServiceAccount token.
+    const env: Record<string, string> = {};
+    for (const from of container.envFrom as K8sObject[]) {
+      if (from.configMapRef) Object.assign(env, find(objects, 'ConfigMap', from.configMapRef.name).data);
+      if (from.secretRef) Object.assign(env, find(objects, 'Secret', from.secretRef.name).stringData);
+    }
+    const fields: Record<string, string> = { 'metadata.name': pod.metadata.name, 'metadata.namespace': pod.metadata.namespace };
+    for (const v of container.env as K8sObject[]) env[v.name] = v.value ?? fields[v.valueFrom?.fieldRef?.fieldPath] ?? '';
+    Object.assign(env, { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBECONFIG: inst.kubeconfig, EMBEDDED_DB_DIR: e.EMBEDDED_DB_DIR!, EMAIL_OUTBOX_DIR: e.EMAIL_OUTBOX_DIR! });
+    expect(env.JOB_NAME).to.equal('');
+    const r = await runCli(container.args, { env, timeoutMs: 170_000 });
+    expect(r.code, r.stdout + r.stderr).to.equal(0);
+    const { checks } = parse(r);
+    expect(checks.map((c) => `${c.check} ${c.status}`)).to.deep.equal(['configuration', 'database', 'product-columns', 'suite-migrations', 'token-key', 'sendgrid', 'quickbooks', 'pushgateway', 'otlp', 'kubernetes'].map((n) => `${n} ok`));
+    expectNoSecrets(r, secrets());
   });
 
   it('reports an invalid configuration as its failing line and exits 2 with one line on stderr', async () => {
