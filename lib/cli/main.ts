@@ -110,6 +110,14 @@ export async function main(argv: string[], io: MainIo): Promise<number> {
       }
     });
   program
+    .command('doctor')
+    .description('checks, changing nothing, that the suite can work here: configuration, database, SendGrid, Intuit, token key, Pushgateway, OTLP, Kubernetes RBAC')
+    .action(async () => {
+      // Loaded only for doctor: it reaches every client library (SendGrid, Intuit, Kubernetes), which the other commands should not pay for at start.
+      const { doctorCommand } = await import('./doctor-command.ts');
+      exitCode = await doctorCommand(config, () => log, io.stdout);
+    });
+  program
     .command('runs')
     .description('recent run history')
     .addOption(new Option('--job <name>', 'only this job').choices(JOB_NAMES))

@@ -15,6 +15,11 @@ export const SUITE_SCHEMA = 'exitosx_cron';
 /** The suite's migrations, in order. Append new ones; never edit or reorder. */
 const MIGRATIONS: Array<{ name: string; up(k: Knex): Promise<void>; down(k: Knex): Promise<void> }> = [m001];
 
+/** The names of the suite's migrations, in order (what `migrate` would apply on an empty suite schema). */
+export function suiteMigrationNames(): string[] {
+  return MIGRATIONS.map((m) => m.name);
+}
+
 const migrationSource: Knex.MigrationSource<(typeof MIGRATIONS)[number]> = {
   getMigrations: async () => MIGRATIONS,
   getMigrationName: (m) => m.name,

@@ -47,12 +47,14 @@ export class SendGridTransport implements Transport {
   readonly name = 'sendgrid';
   private readonly pool: Pool;
   private readonly path: string;
+  private readonly scopesPath: string;
   private readonly headers: Record<string, string>;
   private readonly timeoutMs: number;
 
   constructor(options: SendGridOptions) {
     const base = new URL(options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
     this.path = `${base.pathname}v3/mail/send`;
+    this.scopesPath = `${base.pathname}v3/scopes`;
     this.timeoutMs = options.timeoutMs;
     // Idle sockets are unref'd by undici: an open pool never keeps the process alive.
     this.pool = new Pool(base.origin, { connections: options.connections ?? 8, pipelining: 1, keepAliveTimeout: 30_000, headersTimeout: options.timeoutMs, bodyTimeout: options.timeoutMs, connectTimeout: options.timeoutMs });
@@ -61,21 +63,40 @@ export class SendGridTransport implements Transport {
   }
 
   async send(m: TransportMessage): Promise<{ messageId: string | null }> {
-    // One timer for the whole exchange: the answer's body is read under it too, so
-    // a server that sends its headers and then trickles (or never ends) the body
-    // times out like one that never answers.
+    const { headers } = await this.exchange('POST', this.path, mailSendBody(m));
+    return { messageId: headerValue(headers, 'x-message-id') ?? null };
+  }
+
+  /**
+   * One request under one timer for the whole exchange: the answer's body is read
+   * under it too, so a server that sends its headers and then trickles (or never
+   * ends) the body times out like one that never answers. A non-2xx answer or a
+   * network error is thrown translated.
+   */
+  private async exchange(method: 'GET' | 'POST', path: string, body?: string): Promise<{ headers: Record<string, string | string[] | undefined>; text: string }> {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new SendGridTimeout(this.timeoutMs)), this.timeoutMs);
     try {
-      const res = await this.pool.request({ path: this.path, method: 'POST', headers: this.headers, body: mailSendBody(m), signal: abort.signal });
+      const res = await this.pool.request({ path, method, headers: this.headers, body, signal: abort.signal });
       const text = await res.body.text();
-      if (res.statusCode >= 200 && res.statusCode < 300) return { messageId: headerValue(res.headers, 'x-message-id') ?? null };
+      if (res.statusCode >= 200 && res.statusCode < 300) return { headers: res.headers, text };
       throw responseError(res.statusCode, res.headers, text);
     } catch (err) {
       throw translate(abort.signal.aborted ? abort.signal.reason : err);
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  /**
+   * The scopes of the API key (`GET /v3/scopes`, `{"scopes": [...]}`): what
+   * `exitosx-cron doctor` checks for `mail.send`. Sends nothing. Errors as `send`'s
+   * (a rejected key is a PermanentError "SendGrid answered 401: …").
+   */
+  async scopes(): Promise<string[]> {
+    const { text } = await this.exchange('GET', this.scopesPath);
+    const parsed = JSON.parse(text) as { scopes?: unknown };
+    return Array.isArray(parsed?.scopes) ? parsed.scopes.filter((s): s is string => typeof s === 'string') : [];
   }
 
   async close(): Promise<void> {

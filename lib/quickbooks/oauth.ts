@@ -89,9 +89,24 @@ export class TokenEndpoint {
    */
   async checkCredentials(now: Date): Promise<void> {
     try {
-      await this.refresh(PROBE_REFRESH_TOKEN, 'credentials-check', now);
+      await this.probeCredentials(now);
     } catch (err) {
       if (err instanceof QuickBooksClientError) throw err;
+    }
+  }
+
+  /**
+   * One token call that tells whether Intuit accepts the app credentials, and
+   * changes nothing there: resolves when it does (`invalid_grant` for the probe
+   * token), throws QuickBooksClientError on `invalid_client`, and the transient or
+   * API error when the endpoint could not give a verdict (`exitosx-cron doctor`).
+   */
+  async probeCredentials(now: Date): Promise<void> {
+    try {
+      await this.refresh(PROBE_REFRESH_TOKEN, 'credentials-check', now);
+    } catch (err) {
+      if (err instanceof QuickBooksReauthError) return;
+      throw err;
     }
   }
 }

@@ -178,3 +178,12 @@ export async function recordSyncSuccessesIfLive(trx: Knex, ids: string[], now: D
   );
   return new Set(rows.map((r) => r.id));
 }
+
+/**
+ * One stored (encrypted) refresh token, for checking the token key: that of the
+ * most recently updated connected integration, undefined when there is none.
+ */
+export async function latestStoredToken(db: Knex): Promise<{ id: string; refreshToken: string } | undefined> {
+  const r = await db('quickbooks_integrations').whereNull('disconnected_at').orderBy('updated_at', 'desc').orderBy('id').first('id', 'refresh_token');
+  return r ? { id: String(r.id), refreshToken: String(r.refresh_token) } : undefined;
+}

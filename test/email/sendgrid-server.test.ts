@@ -43,4 +43,17 @@ describe('loopback SendGrid server', () => {
     expect((await post(valid)).status).to.equal(500);
     expect((await post(valid)).status).to.equal(202);
   });
+
+  it('lists the key\'s scopes at GET /v3/scopes ({"scopes": [...]}), 401 with an errors body for another key', async () => {
+    const get = (key: string) => fetch(`${server.url}/v3/scopes`, { headers: { Authorization: `Bearer ${key}` } });
+    const res = await get(server.apiKey);
+    expect(res.status).to.equal(200);
+    expect(((await res.json()) as { scopes: string[] }).scopes).to.include('mail.send');
+    server.setScopes(['alerts.read']);
+    expect(((await (await get(server.apiKey)).json()) as { scopes: string[] }).scopes).to.deep.equal(['alerts.read']);
+    server.recover();
+    const bad = await get('SG.other');
+    expect(bad.status).to.equal(401);
+    expect(((await bad.json()) as { errors: Array<{ message: string }> }).errors[0]!.message).to.be.a('string');
+  });
 });

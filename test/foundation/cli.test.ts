@@ -18,7 +18,7 @@ describe('command line', () => {
   it('prints help and exits 0 with --help', async () => {
     const r = await runCli(['--help']);
     expect(r.code).to.equal(0);
-    for (const cmd of ['generate-drift-reports', 'detect-inactivity', 'sync-quickbooks', 'migrate', 'demo', 'runs']) expect(r.stdout).to.contain(cmd);
+    for (const cmd of ['generate-drift-reports', 'detect-inactivity', 'sync-quickbooks', 'migrate', 'demo', 'runs', 'doctor']) expect(r.stdout).to.contain(cmd);
     const job = await runCli(['generate-drift-reports', '--help']);
     expect(job.code).to.equal(0);
     for (const flag of ['--dry-run', '--now', '--company', '--period']) expect(job.stdout).to.contain(flag);

@@ -8,6 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
 import { parse, stringify } from 'yaml';
+import { RUNTIME_PERMISSIONS } from '../../lib/k8s/access.ts';
 import { CHART, find, helm, ofKind, podTemplates, render, schemaErrors, type K8sObject } from './support/manifests.ts';
 
 const JOBS = { 'generate-drift-reports': '0 6 1 * *', 'detect-inactivity': '0 8 * * *', 'sync-quickbooks': '0 2 * * *' };
@@ -44,7 +45,7 @@ describe('helm chart helm/exitosx-cron', function () {
     expectValid(indexed);
     expectValid(monitored);
     expectValid(render(['--set', 'secret.existingSecret=exitosx-prod', '--set', 'rbac.trigger.subjects[0].kind=Group', '--set', 'rbac.trigger.subjects[0].name=sre', '--set', 'rbac.trigger.subjects[0].apiGroup=rbac.authorization.k8s.io']));
-    expect(defaults.map((o) => o.kind)).to.include.members(['CronJob', 'ConfigMap', 'Secret', 'ServiceAccount', 'Role', 'RoleBinding', 'NetworkPolicy', 'Job']);
+    expect(defaults.map((o) => o.kind)).to.include.members(['CronJob', 'ConfigMap', 'Secret', 'ServiceAccount', 'Role', 'RoleBinding', 'NetworkPolicy', 'Job', 'Pod']);
   });
 
   it('renders one CronJob per job, named <release>-<job>, with its schedule in UTC', () => {
@@ -159,6 +160,9 @@ describe('helm chart helm/exitosx-cron', function () {
   it('grants the jobs only what a run calls, and trigger users what trigger calls', () => {
     const rules = (name: string) => find(defaults, 'Role', name).rules.map((r: K8sObject) => `${r.apiGroups.join(',')}|${r.resources.join(',')}|${r.verbs.join(',')}`);
     expect(rules('exitosx-cron')).to.have.members(['batch|jobs|get,patch', '|events|create']);
+    // What `doctor` asks the API server about (SelfSubjectAccessReviews) is exactly what the Role grants.
+    const granted = (find(defaults, 'Role', 'exitosx-cron').rules as K8sObject[]).flatMap((r) => r.apiGroups.flatMap((g: string) => r.resources.flatMap((res: string) => r.verbs.map((v: string) => `${v} ${res}.${g}`))));
+    expect(granted).to.have.members(RUNTIME_PERMISSIONS.map((p) => `${p.verb} ${p.resource}.${p.group}`));
     expect(rules('exitosx-cron-trigger')).to.have.members(['batch|cronjobs|get', 'batch|jobs|create,get', '|pods|get,list', '|pods/log|get']);
     const binding = find(defaults, 'RoleBinding', 'exitosx-cron');
     expect(binding.subjects).to.deep.equal([{ kind: 'ServiceAccount', name: 'exitosx-cron', namespace: 'exitosx' }]);
@@ -202,6 +206,26 @@ describe('helm chart helm/exitosx-cron', function () {
     expect(plainJob.metadata.annotations).to.equal(undefined);
     expect(plainJob.spec.template.spec.containers[0].envFrom).to.deep.equal([{ configMapRef: { name: 'exitosx-cron' } }, { secretRef: { name: 'exitosx-cron' } }]);
     expect(plain.filter((o) => o.metadata.name === 'exitosx-cron-migrate').map((o) => o.kind)).to.deep.equal(['Job']);
+  });
+
+  it('ships `exitosx-cron doctor` as a helm test hook Pod made like the jobs\' pods (security context, ConfigMap, Secret, ServiceAccount, NetworkPolicy labels)', () => {
+    const pod = find(defaults, 'Pod', 'exitosx-cron-doctor');
+    expect(pod.metadata.annotations).to.deep.equal({ 'helm.sh/hook': 'test', 'helm.sh/hook-delete-policy': 'before-hook-creation' });
+    expect(pod.spec.containers[0].args).to.deep.equal(['doctor']);
+    expect(pod.spec.activeDeadlineSeconds).to.be.a('number').above(0);
+    expect(schemaErrors(pod)).to.deep.equal([]);
+    // The same pod spec as a CronJob's pod, but for its args and resources.
+    const job = find(defaults, 'CronJob', 'exitosx-cron-detect-inactivity').spec.jobTemplate.spec.template;
+    const comparable = (spec: K8sObject) => ({ ...spec, activeDeadlineSeconds: undefined, containers: spec.containers.map((c: K8sObject) => ({ ...c, args: undefined, resources: undefined })) });
+    expect(comparable(pod.spec)).to.deep.equal(comparable(job.spec));
+    expect(pod.spec.serviceAccountName).to.equal('exitosx-cron');
+    const np = find(defaults, 'NetworkPolicy', 'exitosx-cron');
+    expect(pod.metadata.labels).to.include(np.spec.podSelector.matchLabels);
+    // With an existing Secret, from it; and it can be turned off.
+    const existing = find(render(['--set', 'secret.existingSecret=exitosx-prod']), 'Pod', 'exitosx-cron-doctor');
+    expect(existing.spec.containers[0].envFrom).to.deep.include({ secretRef: { name: 'exitosx-prod' } });
+    expect(ofKind(render(['--set', 'doctor.enabled=false']), 'Pod')).to.deep.equal([]);
+    expect(() => render(['--set', 'doctor.schedule=hourly'])).to.throw(/schema/);
   });
 
   it('renders the PrometheusRule only when the cluster serves monitoring.coreos.com/v1, with the extra labels', function () {

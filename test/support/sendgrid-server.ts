@@ -1,7 +1,9 @@
 /**
- * A loopback SendGrid: `POST /v3/mail/send` on 127.0.0.1 (a free port), speaking
- * the real wire format. Every request must carry `Authorization: Bearer <key>` and
- * a body valid against SendGrid's official JSON schema
+ * A loopback SendGrid: `POST /v3/mail/send` and `GET /v3/scopes` on 127.0.0.1 (a
+ * free port), speaking the real wire format. `/v3/scopes` answers the key's scopes
+ * as SendGrid does (`{"scopes": [...]}`; 401 with an `errors` body for a bad key).
+ * Every request must carry `Authorization: Bearer <key>`, and a mail/send request a
+ * body valid against SendGrid's official JSON schema
  * (test/fixtures/sendgrid/mail-send.schema.json, with the known `custom_args` bug
  * overridden, see SOURCES.md there); it answers 202 with `X-Message-Id`, or the
  * failures a test queues (429 with Retry-After, 500, 400...). Requests and their
@@ -58,12 +60,19 @@ export interface SendGridServer {
   /** Every request gets this answer until `recover()`. */
   failAlways(failure: QueuedFailure): void;
   recover(): void;
+  /** The scopes `GET /v3/scopes` lists for the key (default: a full-access key's, `mail.send` among them). */
+  setScopes(scopes: string[]): void;
+  /** `GET /v3/scopes` requests received. */
+  scopeRequests: number;
   /** Delays every answer by this long (to observe concurrency and timeouts). */
   delay(ms: number): void;
   /** The most requests that were being answered at the same time. */
   maxConcurrent(): number;
   close(): Promise<void>;
 }
+
+/** A few of a full-access key's scopes (the real list has a few hundred). */
+const DEFAULT_SCOPES = ['mail.send', 'mail.batch.read', 'alerts.read', 'stats.read', 'suppression.read', 'templates.read', 'user.profile.read'];
 
 /** Starts the server; the test closes it. */
 export async function startSendGridServer(options: { apiKey?: string } = {}): Promise<SendGridServer> {
@@ -77,6 +86,8 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
   let delayMs = 0;
   let current = 0;
   let most = 0;
+  let scopes = [...DEFAULT_SCOPES];
+  let scopeRequests = 0;
 
   const reply = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const text = body === undefined ? '' : JSON.stringify(body);
@@ -92,6 +103,11 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
     req.on('data', (c: Buffer) => chunks.push(c));
     req.on('end', () => (delayMs ? setTimeout(answer, delayMs) : answer()));
     const answer = () => {
+      if (req.method === 'GET' && req.url === '/v3/scopes') {
+        scopeRequests++;
+        if (req.headers.authorization !== `Bearer ${apiKey}`) return reply(res, 401, { errors: [{ field: null, message: 'authorization required' }] });
+        return reply(res, 200, { scopes });
+      }
       if (req.method !== 'POST' || req.url !== '/v3/mail/send') return reply(res, 404, { errors: [{ message: 'not found', field: null }] });
       let body: Record<string, unknown>;
       try {
@@ -133,8 +149,13 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
     recover: () => {
       always = undefined;
       queue.length = 0;
+      scopes = [...DEFAULT_SCOPES];
       delayMs = 0;
       most = 0;
+    },
+    setScopes: (list) => (scopes = [...list]),
+    get scopeRequests() {
+      return scopeRequests;
     },
     delay: (ms) => (delayMs = ms),
     maxConcurrent: () => most,

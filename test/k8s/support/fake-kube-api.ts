@@ -1,6 +1,7 @@
 /**
  * A loopback Kubernetes API server: the few endpoints the suite calls, in the real
- * JSON shapes (CronJob, Job, PodList, pod log, Event; errors as Status objects with
+ * JSON shapes (CronJob, Job, PodList, pod log, Event, SelfSubjectAccessReview, whose
+ * verdict follows `forbidden`; errors as Status objects with
  * 401/403/404/409/415/422), bearer-token authentication, and a small "controller and
  * kubelet" that runs a created Job's pods from a script or as the real CLI, with the
  * downward-API environment a pod would have, and applies backoffLimit and the
@@ -43,7 +44,15 @@ const RESOURCES: Record<string, { group: Group; kind: string }> = {
 const resource = (name: string, kind: string, verbs: string[], namespaced = true) => ({ name, singularName: kind.toLowerCase(), namespaced, kind, verbs });
 const DISCOVERY: Record<string, K8sObject> = {
   '/api': { kind: 'APIVersions', versions: ['v1'], serverAddressByClientCIDRs: [{ clientCIDR: '0.0.0.0/0', serverAddress: '127.0.0.1:6443' }] },
-  '/apis': { kind: 'APIGroupList', apiVersion: 'v1', groups: [{ name: 'batch', versions: [{ groupVersion: 'batch/v1', version: 'v1' }], preferredVersion: { groupVersion: 'batch/v1', version: 'v1' } }] },
+  '/apis': {
+    kind: 'APIGroupList',
+    apiVersion: 'v1',
+    groups: [
+      { name: 'batch', versions: [{ groupVersion: 'batch/v1', version: 'v1' }], preferredVersion: { groupVersion: 'batch/v1', version: 'v1' } },
+      { name: 'authorization.k8s.io', versions: [{ groupVersion: 'authorization.k8s.io/v1', version: 'v1' }], preferredVersion: { groupVersion: 'authorization.k8s.io/v1', version: 'v1' } },
+    ],
+  },
+  '/apis/authorization.k8s.io/v1': { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'authorization.k8s.io/v1', resources: [resource('selfsubjectaccessreviews', 'SelfSubjectAccessReview', ['create'], false)] },
   '/api/v1': { kind: 'APIResourceList', groupVersion: 'v1', resources: [resource('pods', 'Pod', ['get', 'list']), resource('pods/log', 'Pod', ['get']), resource('events', 'Event', ['create'])] },
   '/apis/batch/v1': { kind: 'APIResourceList', apiVersion: 'v1', groupVersion: 'batch/v1', resources: [resource('cronjobs', 'CronJob', ['get']), resource('jobs', 'Job', ['create', 'get', 'patch'])] },
 };
@@ -74,8 +83,10 @@ export class FakeKubeApi {
   readonly events: K8sObject[] = [];
   readonly patches: Array<{ job: string; contentType: string; body: K8sObject }> = [];
   readonly requests: string[] = [];
-  /** "verb resource" pairs answered 403, e.g. "create jobs". */
+  /** "verb resource" pairs answered 403, e.g. "create jobs" (and denied by a SelfSubjectAccessReview). */
   readonly forbidden = new Set<string>();
+  /** The resourceAttributes of every SelfSubjectAccessReview asked. */
+  readonly accessReviews: K8sObject[] = [];
   /** "verb resource" → how many of the next such requests fail with 500 (an API server blip). */
   readonly blips = new Map<string, number>();
   /** When set, a followed log stream is cut after this many lines (like a proxy closing it). */
@@ -167,6 +178,10 @@ export class FakeKubeApi {
     if (req.headers.authorization !== `Bearer ${TOKEN}` && !this.anonymous) return send(401, status(401, 'Unauthorized', 'Unauthorized'));
     const discovery = DISCOVERY[url.pathname];
     if (discovery) return send(200, discovery);
+    if (url.pathname === '/apis/authorization.k8s.io/v1/selfsubjectaccessreviews') {
+      if (req.method !== 'POST') return send(405, status(405, 'MethodNotAllowed', 'the server does not allow this method on the requested resource'));
+      return send(...this.accessReview((await readJson(req)) as K8sObject));
+    }
     const m = /^\/(?:api\/v1|apis\/batch\/v1)\/namespaces\/([^/]+)\/([^/]+)(?:\/([^/]+))?(?:\/(log))?$/.exec(url.pathname);
     if (!m) return send(404, status(404, 'NotFound', 'the server could not find the requested resource'));
     const [, ns, resource, name, sub] = m as unknown as [string, string, string, string | undefined, string | undefined];
@@ -241,6 +256,26 @@ export class FakeKubeApi {
       return send(201, stored);
     }
     return send(405, status(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
+  }
+
+  /**
+   * `kubectl auth can-i`: the review echoed back (201) with its status, as the API
+   * server does (`allowed`, and a `reason` naming the binding when RBAC allows).
+   */
+  private accessReview(review: K8sObject): [number, K8sObject] {
+    if (review?.apiVersion !== 'authorization.k8s.io/v1' || review.kind !== 'SelfSubjectAccessReview') {
+      return [400, status(400, 'BadRequest', 'the API version in the data (%s) does not match the expected API version (authorization.k8s.io/v1)'.replace('%s', String(review?.apiVersion)))];
+    }
+    const attrs = review.spec?.resourceAttributes as K8sObject | undefined;
+    if (!attrs === !review.spec?.nonResourceAttributes) {
+      return [422, status(422, 'Invalid', 'SelfSubjectAccessReview.authorization.k8s.io "" is invalid: spec.resourceAttributes: Invalid value: "null": exactly one of nonResourceAttributes or resourceAttributes must be specified')];
+    }
+    const body: K8sObject = { kind: 'SelfSubjectAccessReview', apiVersion: 'authorization.k8s.io/v1', metadata: { creationTimestamp: null }, spec: review.spec };
+    if (!attrs) return [201, { ...body, status: { allowed: false } }];
+    this.accessReviews.push(attrs);
+    const allowed = !this.forbidden.has(`${attrs.verb} ${attrs.resource}${attrs.subresource ? `/${attrs.subresource}` : ''}`);
+    const reason = `RBAC: allowed by RoleBinding "exitosx-cron/${attrs.namespace}" of Role "exitosx-cron" to ServiceAccount "exitosx-cron/${attrs.namespace}"`;
+    return [201, { ...body, status: allowed ? { allowed: true, reason } : { allowed: false } }];
   }
 
   private streamLog(ns: string, name: string, url: URL, res: http.ServerResponse, send: (c: number, b: K8sObject) => void): void {
