@@ -6,7 +6,11 @@
 #   docker run --rm --read-only --tmpfs /tmp exitosx-cron detect-inactivity --dry-run
 #
 # test/k8s/image.test.ts reads this file and runs its COPY and RUN steps outside
-# Docker (no engine here), so keep each step a plain command run in WORKDIR.
+# Docker, so keep each step a plain command run in WORKDIR. CI also builds it with
+# podman and runs it as a pod would (test/k8s/container.test.ts, .ci/run).
+#
+# For a production build, pin the base by digest (README, "The image"):
+#   docker build --build-arg NODE_IMAGE=node:24-slim@sha256:<digest> .
 
 ARG NODE_IMAGE=node:24-slim
 

@@ -58,7 +58,7 @@ describe('Node version check', function () {
     }
   });
 
-  it('npm ci stops on an older Node with the version needed (engine-strict)', () => {
+  it('npm ci stops on an older Node with the version needed (engine-strict)', function () {
     const npm = path.join(path.dirname(old!.node), 'npm');
     if (!fs.existsSync(npm)) this.skip();
     for (const f of ['package.json', 'package-lock.json', '.npmrc']) fs.copyFileSync(path.join(ROOT, f), path.join(tmp, f));
