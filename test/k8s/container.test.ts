@@ -61,8 +61,12 @@ function podman(args: string[], timeoutMs = 120_000): Promise<Proc> {
 
 /** The runtime flags of containers.md: runc, ulimits the machine allows, host network (PostgreSQL and loopbacks on 127.0.0.1). */
 const ENGINE = ['--runtime', 'runc', '--ulimit', 'nofile=4096:4096', '--ulimit', 'nproc=4096:4096', '--network', 'host'];
-/** As in the pod: nothing writable but /tmp. */
-const POD = ['--read-only', '--tmpfs', '/tmp'];
+/**
+ * As in the pod (readOnlyRootFilesystem, an emptyDir on /tmp): nothing writable but
+ * /tmp. --read-only-tmpfs=false because podman's --read-only otherwise also mounts
+ * writable tmpfs on /var/tmp and /run, which a pod does not have.
+ */
+const POD = ['--read-only', '--read-only-tmpfs=false', '--tmpfs', '/tmp'];
 
 let seq = 0;
 const containerName = () => `exitosx-test-${process.pid}-${++seq}`;
