@@ -6,20 +6,37 @@
 #   docker run --rm --read-only --tmpfs /tmp exitosx-cron detect-inactivity --dry-run
 #
 # test/k8s/image.test.ts reads this file and runs its COPY and RUN steps outside
-# Docker (no engine here), so keep each step a plain command run in WORKDIR.
+# Docker, so keep each step a plain command run in WORKDIR. CI also builds it with
+# podman and runs it as a pod would (test/k8s/container.test.ts, .ci/run).
+#
+# For a production build, pin the base by digest (README, "The image"):
+#   docker build --build-arg NODE_IMAGE=node:24-slim@sha256:<digest> .
 
 ARG NODE_IMAGE=node:24-slim
 
-# ---- build: all dependencies, TypeScript compiled to dist/ ----
+# ---- build: all dependencies, TypeScript compiled to dist/, the SBOM ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
-COPY package.json package-lock.json ./
+# .npmrc: engine-strict, so an install on a Node older than package.json's engines stops.
+COPY package.json package-lock.json .npmrc ./
 RUN --mount=type=cache,target=/root/.npm npm ci --ignore-scripts --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY bin ./bin
 COPY jobs ./jobs
 COPY lib ./lib
-RUN npm run build
+# No source maps in the image: nothing there reads them (no --enable-source-maps).
+RUN npm run build -- --sourceMap false
+# The CycloneDX SBOM of the production tree (what the runtime stage installs), shipped
+# as /app/sbom.cdx.json. npm sbom needs the whole tree installed, hence here.
+RUN npm sbom --omit dev --sbom-format cyclonedx > sbom.cdx.json
+
+# ---- deps: the production tree from the lock file, without what Node never loads ----
+FROM ${NODE_IMAGE} AS deps
+WORKDIR /app
+COPY package.json package-lock.json .npmrc ./
+RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+COPY scripts/prune-node-modules.sh ./
+RUN sh prune-node-modules.sh node_modules
 
 # ---- runtime: production dependencies and the compiled JavaScript only ----
 FROM ${NODE_IMAGE} AS runtime
@@ -48,9 +65,12 @@ ENV NODE_ENV=production \
     HOME=/tmp \
     EMBEDDED_DB_DIR=/tmp/exitosx/db \
     EMAIL_OUTBOX_DIR=/tmp/exitosx/outbox
+# The production tree, installed and pruned in the deps stage (one layer, nothing
+# deleted on top of it), the compiled JavaScript and the SBOM.
 COPY package.json package-lock.json ./
-RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+COPY --from=deps /app/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
+COPY --from=build /app/sbom.cdx.json ./
 RUN chmod 0755 dist/bin/exitosx-cron.js \
   && ln -s /app/dist/bin/exitosx-cron.js /usr/local/bin/exitosx-cron
 # A numeric user (Kubernetes can check runAsNonRoot against it); the chart runs as the same.

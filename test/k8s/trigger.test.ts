@@ -11,7 +11,7 @@ import { promisify } from 'node:util';
 import { expect } from 'chai';
 import { toolPath } from '../../scripts/k8s-tools.ts';
 import { runCli } from '../support/run.ts';
-import { FakeKubeApi, type PodScript } from './support/fake-kube-api.ts';
+import { FakeKubeApi, TOKEN, type PodScript } from './support/fake-kube-api.ts';
 import { ofKind, render, type K8sObject } from './support/manifests.ts';
 
 const NS = 'exitosx';
@@ -76,6 +76,28 @@ describe('exitosx-cron trigger (loopback Kubernetes API)', function () {
     expected.template.spec.containers[0].args = ['sync-quickbooks', '--company', 'c-42', '--force'];
     expect(job!.spec).to.deep.equal(expected);
     expect(r.stderr).to.include(`job.batch/${job!.metadata.name} created in namespace ${NS}`);
+  });
+
+  it('authenticates with a kubeconfig whose auth-provider runs a command (token read by JSONPath: jsonpath-plus, overridden to 11.x)', async () => {
+    // Older GKE kubeconfigs: the client runs cmd-path and picks the token out of its
+    // JSON output with the token-key JSONPath (jsonpath-plus, package.json "overrides").
+    const helper = path.join(dir, 'token-helper.sh');
+    const credential = JSON.stringify({ credential: { access_token: TOKEN, token_expiry: '2999-01-01T00:00:00Z' }, decoy: { access_token: 'wrong' } });
+    fs.writeFileSync(helper, `#!/bin/sh\necho '${credential}'\n`, { mode: 0o755 });
+    const withProvider = (tokenKey: string) => {
+      const file = path.join(dir, `kubeconfig-gcp-${tokenKey.length}.yaml`);
+      const user = `    user: { auth-provider: { name: gcp, config: { cmd-path: "${helper}", token-key: "${tokenKey}", expiry-key: "{.credential.token_expiry}" } } }`;
+      fs.writeFileSync(file, fs.readFileSync(kubeconfig, 'utf8').replace(/^ {4}user: \{ token: .*$/m, user));
+      return file;
+    };
+    const ok = await runCli(['trigger', 'detect-inactivity'], { env: { KUBECONFIG: withProvider('{.credential.access_token}') }, timeoutMs: 45_000 });
+    expect(ok.code, ok.stderr).to.equal(0);
+    expect(api.jobs.size).to.equal(1);
+    // The JSONPath is really evaluated: another path gives another token, refused.
+    const refused = await runCli(['trigger', 'detect-inactivity'], { env: { KUBECONFIG: withProvider('{.decoy.access_token}') }, timeoutMs: 45_000 });
+    expect(refused.code, refused.stderr).to.not.equal(0);
+    expect(refused.stderr).to.match(/401|Unauthorized|unauthori[sz]ed/i);
+    expect(api.jobs.size).to.equal(1);
   });
 
   it('makes the same Job as the real kubectl create job --from=cronjob/… (apart from its name)', async () => {
