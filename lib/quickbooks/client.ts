@@ -107,20 +107,26 @@ export class QuickBooksClient {
     this.calls++;
     const started = performance.now();
     let res: Response;
+    let text: string;
     try {
+      // One deadline for the whole call, body included: the signal given to fetch
+      // also aborts the body stream, so an answer trickling in a byte at a time
+      // cannot stretch a call past timeoutMs (an idle timeout would never fire).
       res = await fetch(url, {
         headers: { Authorization: `Bearer ${accessToken}`, Accept: 'application/json' },
         signal: AbortSignal.any([AbortSignal.timeout(this.#options.timeoutMs), ...(signal ? [signal] : [])]),
       });
+      text = await res.text();
     } catch (err) {
       if (signal?.aborted) throw err; // stopped by the caller: not Intuit's failure
+      // A timeout (no answer, or one too slow) or a connection lost mid-answer: a GET
+      // of a report, safe to ask again.
       const timedOut = (err as Error).name === 'TimeoutError';
       const e = traced(new QuickBooksTransientError(timedOut ? `QuickBooks ${name} for realm ${realmId} timed out after ${this.#options.timeoutMs} ms` : `QuickBooks ${name} for realm ${realmId} failed: ${networkReason(err)}`), { code: timedOut ? 'timeout' : 'network' });
       this.#options.log.warn('qbo:request:failed', { realmId, report: name, error: e.message });
       throw e;
     }
     const intuitTid = res.headers.get('intuit_tid') ?? undefined;
-    const text = await res.text();
     if (res.ok) {
       this.#options.log.debug('qbo:report:fetched', { realmId, report: name, status: res.status, intuitTid, ms: Math.round(performance.now() - started) });
       try {

@@ -4,8 +4,12 @@
  * a body valid against SendGrid's official JSON schema
  * (test/fixtures/sendgrid/mail-send.schema.json, with the known `custom_args` bug
  * overridden, see SOURCES.md there); it answers 202 with `X-Message-Id`, or the
- * failures a test queues (429 with Retry-After, 500, 400...). Requests and their
- * verdicts are kept for assertions.
+ * failures a test queues (429 with Retry-After, 500, 400...), or a hanging
+ * provider (`hang`: accepts the request and never answers; `trickle`: the status
+ * line and headers of a 202 at once, then its body one byte a second; `cut`: the
+ * 202's headers and half its body, then the socket closed). Requests and their
+ * verdicts are kept for assertions; a request received in full under a hanging
+ * fault counts as a delivery (`delivered()`): SendGrid may well have sent it.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -37,7 +41,12 @@ export interface ReceivedMail {
   /** Schema errors, when the body was invalid (answered 400). */
   errors?: string[];
   messageId?: string;
+  /** The hanging fault it met, if any (it may have been delivered all the same). */
+  fault?: HangingFault;
 }
+
+/** How a hanging SendGrid treats a valid request it has received in full. */
+export type HangingFault = 'hang' | 'trickle' | 'cut';
 
 export interface QueuedFailure {
   status: number;
@@ -58,6 +67,10 @@ export interface SendGridServer {
   /** Every request gets this answer until `recover()`. */
   failAlways(failure: QueuedFailure): void;
   recover(): void;
+  /** Every valid request from now on meets this fault, until `recover()`. */
+  hangWith(fault: HangingFault): void;
+  /** Requests SendGrid may have delivered: accepted (202), or received in full under a hanging fault. */
+  delivered(): ReceivedMail[];
   /** Delays every answer by this long (to observe concurrency and timeouts). */
   delay(ms: number): void;
   /** The most requests that were being answered at the same time. */
@@ -75,6 +88,7 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
   let always: QueuedFailure | undefined;
   let seq = 0;
   let delayMs = 0;
+  let hanging: HangingFault | undefined;
   let current = 0;
   let most = 0;
 
@@ -82,6 +96,32 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
     const text = body === undefined ? '' : JSON.stringify(body);
     res.writeHead(status, { ...(text ? { 'Content-Type': 'application/json' } : {}), ...headers });
     res.end(text);
+  };
+
+  const timers = new Set<NodeJS.Timeout>();
+  /** A 202 that never comes, comes a byte a second, or stops half-way. */
+  const misbehave = (res: http.ServerResponse, fault: HangingFault, messageId: string) => {
+    if (fault === 'hang') return;
+    // SendGrid's 202 has an empty body; this one carries a small JSON body, so that
+    // there is a body to trickle or to cut.
+    const body = Buffer.from(JSON.stringify({ message: 'accepted', id: messageId, note: 'loopback answer sent slowly' }));
+    res.writeHead(202, { 'Content-Type': 'application/json', 'Content-Length': String(body.length), 'X-Message-Id': messageId });
+    res.flushHeaders();
+    if (fault === 'cut') {
+      res.write(body.subarray(0, body.length >> 1), () => res.socket?.destroy());
+      return;
+    }
+    let i = 0;
+    const tick = setInterval(() => {
+      if (res.destroyed || i >= body.length) {
+        clearInterval(tick);
+        timers.delete(tick);
+        if (!res.destroyed) res.end();
+        return;
+      }
+      res.write(body.subarray(i, ++i));
+    }, 1000);
+    timers.add(tick);
   };
 
   const server = http.createServer((req, res) => {
@@ -110,6 +150,12 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
         record.errors = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`);
         return reply(res, 400, { errors: record.errors.map((m) => ({ message: m, field: null })) });
       }
+      if (hanging) {
+        record.fault = hanging;
+        record.status = 202;
+        record.messageId = `loopback-${++seq}`;
+        return misbehave(res, hanging, record.messageId);
+      }
       const failure = queue.shift() ?? always;
       if (failure) {
         record.status = failure.status;
@@ -127,19 +173,23 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
     url: `http://127.0.0.1:${port}`,
     apiKey,
     requests,
-    accepted: () => requests.filter((r) => r.status === 202),
+    accepted: () => requests.filter((r) => r.status === 202 && !r.fault),
+    delivered: () => requests.filter((r) => r.status === 202),
+    hangWith: (fault) => (hanging = fault),
     failNext: (...failures) => queue.push(...failures),
     failAlways: (failure) => (always = failure),
     recover: () => {
       always = undefined;
       queue.length = 0;
       delayMs = 0;
+      hanging = undefined;
       most = 0;
     },
     delay: (ms) => (delayMs = ms),
     maxConcurrent: () => most,
     close: () =>
       new Promise<void>((resolve, reject) => {
+        for (const t of timers) clearInterval(t);
         server.closeAllConnections();
         server.close((err) => (err ? reject(err) : resolve()));
       }),
