@@ -19,6 +19,7 @@ import fs from 'node:fs';
 import path from 'node:path';
 import { expect } from 'chai';
 import syncJob from '../../jobs/sync-quickbooks.ts';
+import { parseBalanceSheet, type QboReport, type QboRow } from '../../lib/quickbooks/report-parser.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
 import { backends, createTestDb, type TestDb } from '../support/db.ts';
 import { ROOT, runInProcess } from '../support/run.ts';
@@ -150,6 +151,16 @@ describe('real QuickBooks books through sync-quickbooks (PostgreSQL)', function 
     expect(rows.map((r: Record<string, unknown>) => r.month)).to.deep.equal(['2026-01', MONTH]);
     expect(rows[0]).to.deep.include({ ...none, ...zero, total_assets: null, total_liabilities: null, equity: null, cash: null });
     expect(rows[1]).to.deep.include({ ...none, ...zero, ...BS['bitframe-balancesheet-2.json'] });
+  });
+
+  it('a NetAssets section is total assets only when it says so: labelled "Net assets" (a UK-style layout: assets less liabilities) it is left null', () => {
+    // The Australian file, its NetAssets Summary label changed (a variant, not a real file).
+    const report = JSON.parse(asMonthly('bitframe-balancesheet-1.json', [MONTH])) as QboReport;
+    const [figures] = parseBalanceSheet(report).map((c) => c.figures);
+    expect(figures!.totalAssets?.toFixed(2)).to.equal('80262.50');
+    const netAssets = report.Rows!.Row!.find((r: QboRow) => r.group === 'NetAssets')!;
+    netAssets.Summary!.ColData![0]!.value = 'Net assets';
+    expect(parseBalanceSheet(report)[0]!.figures.totalAssets).to.equal(null);
   });
 
   it('the SDK-wrapped report with no amounts is a handled sync failure with its signal, and nothing is written', async () => {
