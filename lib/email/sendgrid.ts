@@ -60,11 +60,12 @@ export class SendGridTransport implements Transport {
     // setApiKey also resets baseUrl to SendGrid's, so the base URL comes after it.
     this.client.setApiKey(options.apiKey);
     this.client.setDefaultRequest('baseUrl', options.baseUrl.endsWith('/') ? options.baseUrl : `${options.baseUrl}/`);
-    // axios's own timeout, and its body transform off: the body is already JSON text
-    // (axios would parse a JSON string again to check it). Axios options the request
-    // type of @sendgrid/helpers does not list.
-    // No redirects (mail/send never redirects): axios then uses Node's own request,
-    // whose `writableFinished` tells whether the request went out in full.
+    // axios's own timeout (it bounds the connection and the wait for the headers; the
+    // deadline below bounds the rest), its body transform off: the body is already
+    // JSON text (axios would parse a JSON string again to check it), and no redirects
+    // (mail/send never redirects): axios then uses Node's own request, whose
+    // `writableFinished` tells whether the request went out in full. Axios options
+    // the request type of @sendgrid/helpers does not list.
     this.client.setDefaultRequest({ timeout: options.timeoutMs, maxRedirects: 0, transformRequest: [(body: unknown) => body] } as unknown as Parameters<Client['setDefaultRequest']>[0]);
   }
 
@@ -76,9 +77,9 @@ export class SendGridTransport implements Transport {
       const id = headerValue(response.headers, 'x-message-id');
       return { messageId: id ?? null };
     } catch (err) {
-      // The status line said 2xx and then the body was lost (cut, or too slow for the
-      // deadline): SendGrid's verdict was given, the message is accepted. Its 202 has
-      // no body worth waiting for.
+      // The status line said 2xx and then the connection closed mid-body: SendGrid's
+      // verdict was given, the message is accepted (its 202 has no body worth having).
+      // A body cut by the deadline comes back without the status: outcome unknown.
       const answered = (err as { response?: { status?: unknown; headers?: unknown } } | null)?.response;
       if (typeof answered?.status === 'number' && answered.status >= 200 && answered.status < 300) return { messageId: headerValue(answered.headers, 'x-message-id') ?? null };
       throw translate(err, deadline.aborted ? this.timeoutMs : undefined);

@@ -214,7 +214,7 @@ interface TotalOf {
 const BALANCE_SHEET_TOTALS: Record<keyof BalanceSheetFigures, TotalOf[]> = {
   totalAssets: [{ group: 'TotalAssets' }, { group: 'NetAssets', label: /^total assets$/i }],
   totalLiabilities: [{ group: 'TotalLiabilities' }, { group: 'Liabilities' }],
-  equity: [{ group: 'Equity' }, { group: 'TotalShareHoldersEquityNode', label: /^total (shareholders'?|stockholders'?|owners'?) equity$/i }],
+  equity: [{ group: 'Equity' }, { group: 'TotalShareHoldersEquityNode' }],
   cash: [{ group: 'BankAccounts' }],
 };
 
