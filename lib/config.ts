@@ -107,7 +107,7 @@ const schema = z.object({
   EMAIL_OUTBOX_DIR: z.string().default('./.exitosx/outbox'),
   /** Emails in flight at once. @defaultValue 8 */
   EMAIL_CONCURRENCY: positiveInt('EMAIL_CONCURRENCY', 8),
-  /** Timeout of one email API call, in ms. @defaultValue 10000 */
+  /** Timeout of one email API call, in ms: from its start to the last byte of the answer (a slow answer cannot stretch it). @defaultValue 10000 */
   EMAIL_TIMEOUT_MS: positiveInt('EMAIL_TIMEOUT_MS', 10_000),
   /** Retries of one email on 429, 5xx and network errors. @defaultValue 4 */
   EMAIL_MAX_RETRIES: positiveInt('EMAIL_MAX_RETRIES', 4),
@@ -128,7 +128,7 @@ const schema = z.object({
   QUICKBOOKS_MAX_PER_MINUTE: positiveInt('QUICKBOOKS_MAX_PER_MINUTE', 500),
   /** Integrations synced at once (across realms). @defaultValue 50 */
   QUICKBOOKS_CONCURRENCY: positiveInt('QUICKBOOKS_CONCURRENCY', 50),
-  /** Timeout of one QuickBooks call, in ms. @defaultValue 30000 */
+  /** Timeout of one QuickBooks call (a report, or a token refresh with intuit-oauth's own retries), in ms: from its start to the last byte of the answer. @defaultValue 30000 */
   QUICKBOOKS_TIMEOUT_MS: positiveInt('QUICKBOOKS_TIMEOUT_MS', 30_000),
   /** AES-256-GCM key for QuickBooks tokens: 32 bytes, base64 (required by sync-quickbooks). */
   TOKEN_ENCRYPTION_KEY: key32('TOKEN_ENCRYPTION_KEY'),

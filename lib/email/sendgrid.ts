@@ -13,10 +13,11 @@
  * PermanentError (any other 4xx), with secrets never in their messages.
  */
 import { classes } from '@sendgrid/helpers';
+import type { Readable } from 'node:stream';
 import { Pool } from 'undici';
 import { PermanentError, TransientError } from '../errors.ts';
 import { redact } from '../telemetry/redact.ts';
-import type { Transport, TransportMessage } from './transport.ts';
+import { OutcomeUnknownError, type Transport, type TransportMessage } from './transport.ts';
 
 const { EmailAddress } = classes;
 
@@ -70,19 +71,47 @@ export class SendGridTransport implements Transport {
   /**
    * One request under one timer for the whole exchange: the answer's body is read
    * under it too, so a server that sends its headers and then trickles (or never
-   * ends) the body times out like one that never answers. A non-2xx answer or a
-   * network error is thrown translated.
+   * ends) the body cannot stretch the call past the timeout.
+   *
+   * What a failure means depends on how far the exchange got:
+   * - a 2xx status line arrived: SendGrid gave its verdict, the message is accepted,
+   *   even if its (empty for mail/send) body is then cut or too slow;
+   * - the request body was handed to the socket in full, then no answer (timeout,
+   *   connection lost): it may have been delivered, OutcomeUnknownError, never retried;
+   * - otherwise (refused, reset before the body went out): TransientError, retried.
+   * The body goes as a one-chunk iterable so that undici tells us, by asking for the
+   * next chunk, that the last byte was written.
    */
   private async exchange(method: 'GET' | 'POST', path: string, body?: string): Promise<{ headers: Record<string, string | string[] | undefined>; text: string }> {
     const abort = new AbortController();
     const timer = setTimeout(() => abort.abort(new SendGridTimeout(this.timeoutMs)), this.timeoutMs);
+    let sent = body === undefined;
+    let status: number | undefined;
+    let headers: Record<string, string | string[] | undefined> = {};
     try {
-      const res = await this.pool.request({ path, method, headers: this.headers, body, signal: abort.signal });
+      const payload = body === undefined ? undefined : Buffer.from(body);
+      const res = await this.pool.request({
+        path,
+        method,
+        headers: payload ? { ...this.headers, 'content-length': String(payload.length) } : this.headers,
+        // undici takes an async iterable body (its typings list only the other kinds).
+        body: payload
+          ? ((async function* () {
+              yield payload;
+              sent = true;
+            })() as unknown as Readable)
+          : undefined,
+        signal: abort.signal,
+      });
+      status = res.statusCode;
+      headers = res.headers;
       const text = await res.body.text();
-      if (res.statusCode >= 200 && res.statusCode < 300) return { headers: res.headers, text };
-      throw responseError(res.statusCode, res.headers, text);
+      if (status >= 200 && status < 300) return { headers, text };
+      throw responseError(status, headers, text);
     } catch (err) {
-      throw translate(abort.signal.aborted ? abort.signal.reason : err);
+      if (status !== undefined && status >= 200 && status < 300) return { headers, text: '' };
+      if (status !== undefined && (err as { code?: unknown }).code !== status) throw translate(responseError(status, headers, ''));
+      throw translate(abort.signal.aborted ? abort.signal.reason : err, sent && method === 'POST');
     } finally {
       clearTimeout(timer);
     }
@@ -186,8 +215,12 @@ function apiMessage(body: unknown): string | undefined {
   return typeof first.field === 'string' && first.field ? `${first.message} (${first.field})` : first.message;
 }
 
-/** Translates an answer that is not 2xx (numeric `code`), or a network error or timeout (string `code`), into the suite's words. */
-export function translate(err: unknown): Error {
+/**
+ * Translates an answer that is not 2xx (numeric `code`), or a network error or
+ * timeout (string `code`), into the suite's words. `sent`: the request went out in
+ * full before the failure, so SendGrid may have accepted it.
+ */
+export function translate(err: unknown, sent = false): Error {
   const e = err as { code?: unknown; message?: string; response?: { headers?: unknown; body?: unknown } };
   if (typeof e.code === 'number') {
     const status = e.code;
@@ -202,7 +235,12 @@ export function translate(err: unknown): Error {
     return new PermanentError(message, { cause: err });
   }
   const code = typeof e.code === 'string' ? e.code : undefined;
-  const message = redact(`SendGrid unreachable: ${code ? `${code} ` : ''}${e.message ?? String(err)}`);
+  const reason = `${code ? `${code} ` : ''}${e.message ?? String(err)}`;
+  // Sent, and then no answer: SendGrid may have accepted it.
+  if (sent && (code === undefined || NETWORK_CODES.has(code))) {
+    return new OutcomeUnknownError(redact(`SendGrid did not answer (${reason}) after the request was sent; it may have been delivered`), { cause: err });
+  }
+  const message = redact(`SendGrid unreachable: ${reason}`);
   if (code === undefined || NETWORK_CODES.has(code)) return new TransientError(message, { cause: err });
   return new PermanentError(message, { cause: err });
 }

@@ -24,7 +24,7 @@ import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutboxTransport } from './outbox.ts';
 import { SendGridTransport } from './sendgrid.ts';
-import type { Transport } from './transport.ts';
+import { OutcomeUnknownError, type Transport } from './transport.ts';
 
 export type EmailType = 'DRIFT_REPORT' | 'INACTIVITY_NUDGE';
 
@@ -48,8 +48,12 @@ export interface OutgoingEmail {
  *   another run): never sent again automatically.
  * - `failed`: the attempt failed (retries exhausted, or a permanent 4xx); the row is
  *   FAILED with the error and a later run may retry it.
- * - `stopped` (`sendMany` only): the run was asked to stop before this email was
- *   claimed; nothing was recorded, it is still owed.
+ * - `stopped`: the run was asked to stop before this email was handed to the
+ *   transport; it is still owed. In `sendMany`, one not yet claimed has no row
+ *   (`UNSENT`); one claimed but still waiting for a free slot is recorded FAILED
+ *   with a known error ("not sent"), so the next run claims it back and sends it.
+ * - `failed` with an error starting "outcome unknown": the request reached the
+ *   provider but its answer never came (OutcomeUnknownError); never resent.
  * - `unrecorded` (`sendMany` only; `send` throws instead): the provider accepted
  *   it but SENT could not be recorded; the row stays PENDING (later "outcome
  *   unknown"), never resent. An error of the caller's item.
@@ -121,6 +125,11 @@ export interface EmailServiceDeps {
 
 /** In `claimChunk`'s answer: the key's row is held by another transaction. */
 const LOCKED = '\u0000locked';
+/** An email claimed but not yet handed to the transport when the run was asked to stop. */
+class StoppedBeforeSendError extends Error {
+  override name = 'StoppedBeforeSendError';
+}
+const STOPPED_BEFORE_SEND = 'not sent: the run was asked to stop before this email was handed to the provider';
 
 /** `sendMany` claims this many emails per unit of email concurrency at once. */
 const CLAIM_CHUNK_PER_CONCURRENCY = 8;
@@ -181,8 +190,12 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       },
       idempotencyKey: email.idempotencyKey,
     };
-    const result = await queue.add(() =>
-      pRetry(
+    const result = await queue.add(() => {
+      // Waiting for a slot when the run was asked to stop: not started, so not sent.
+      // Starting it would cost a whole attempt (up to EMAIL_TIMEOUT_MS) per slot
+      // round, which could outlast the pod's termination grace period.
+      if (signal.aborted) throw new StoppedBeforeSendError(STOPPED_BEFORE_SEND);
+      return pRetry(
         async () => {
           try {
             return await transport.send(message);
@@ -210,8 +223,8 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
             if (asked !== undefined && retriesLeft > 0 && asked > retryDelay) await sleep(Math.min(asked, maxDelay) - retryDelay, signal);
           },
         },
-      ),
-    );
+      );
+    });
     return result?.messageId ?? null;
   };
 
@@ -269,7 +282,16 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     try {
       return { messageId: await deliver(email, logId) };
     } catch (err) {
-      const error = redact(messageOf(err instanceof AbortError ? (err.originalError ?? err) : err)).slice(0, 500);
+      const original = err instanceof AbortError ? (err.originalError ?? err) : err;
+      if (original instanceof StoppedBeforeSendError) {
+        // A known error: the next run claims it back (reclaimFailed) and sends it.
+        await markFailed(db, logId, STOPPED_BEFORE_SEND);
+        log.info('email:stopped', { ...fields, detail: STOPPED_BEFORE_SEND });
+        return { result: { outcome: 'stopped', status: 'FAILED', error: STOPPED_BEFORE_SEND } };
+      }
+      // An unknown outcome is stored as such, so no run ever claims it back.
+      const message = redact(messageOf(original));
+      const error = (original instanceof OutcomeUnknownError ? `${OUTCOME_UNKNOWN}: ${message}` : message).slice(0, 500);
       await markFailed(db, logId, error);
       log.error('email:failed', { ...fields, transport: transport.name, error });
       return { result: { outcome: 'failed', status: 'FAILED', error } };

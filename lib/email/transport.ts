@@ -2,6 +2,18 @@
  * What the email service hands a transport, and what a transport answers. Two
  * transports: SendGrid (SENDGRID_API_KEY set) and the outbox folder (unset).
  */
+import { PermanentError } from '../errors.ts';
+
+/**
+ * The request reached the provider in full, but no answer came back (a timeout, or
+ * the connection lost before the answer was read): it may have been delivered.
+ * Never retried (SendGrid has no idempotency key: a retry could deliver it twice);
+ * the email service records it FAILED "outcome unknown", never resent automatically,
+ * as a PENDING row left by a killed run is.
+ */
+export class OutcomeUnknownError extends PermanentError {
+  override name = 'OutcomeUnknownError';
+}
 
 /** One message, fully rendered, with the headers and tags every email carries. */
 export interface TransportMessage {
@@ -25,7 +37,8 @@ export interface Transport {
   readonly name: string;
   /**
    * Sends one message; returns the provider's message id. Throws TransientError
-   * (retry may help: 429, 5xx, network, timeout) or PermanentError (it will not).
+   * (retry may help: 429, 5xx, a connection that never carried the request),
+   * OutcomeUnknownError (sent, no answer: never retried) or PermanentError (it will not).
    */
   send(message: TransportMessage): Promise<{ messageId: string | null }>;
   /** Releases what the transport holds open (connections); called once, when the service closes. */

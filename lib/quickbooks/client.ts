@@ -115,6 +115,8 @@ export class QuickBooksClient {
       res = await this.#http.get(url, { Authorization: `Bearer ${accessToken}`, Accept: 'application/json' }, this.#options.timeoutMs, signal);
     } catch (err) {
       if (signal?.aborted) throw err; // stopped by the caller: not Intuit's failure
+      // A timeout (no answer, or one too slow) or a connection lost mid-answer: a GET
+      // of a report, safe to ask again.
       const timedOut = (err as Error).name === 'TimeoutError';
       const e = traced(new QuickBooksTransientError(timedOut ? `QuickBooks ${name} for realm ${realmId} timed out after ${this.#options.timeoutMs} ms` : `QuickBooks ${name} for realm ${realmId} failed: ${networkReason(err)}`), { code: timedOut ? 'timeout' : 'network' });
       this.#options.log.warn('qbo:request:failed', { realmId, report: name, error: e.message });

@@ -26,7 +26,7 @@ export interface TokenEndpointOptions {
   environment: 'sandbox' | 'production';
   /** The token endpoint (QUICKBOOKS_TOKEN_URL). */
   tokenUrl: string;
-  /** Timeout of one token call (intuit-oauth's own retries included), ms. */
+  /** Timeout of one token call, from the start to the last byte of the answer, intuit-oauth's own retries included, ms. */
   timeoutMs: number;
 }
 
@@ -51,12 +51,25 @@ export class TokenEndpoint {
   async refresh(refreshToken: string, realmId: string, now: Date): Promise<TokenSet> {
     this.calls++;
     const client = new OAuthClient({ clientId: this.#options.clientId, clientSecret: this.#options.clientSecret, environment: this.#options.environment, redirectUri: 'http://127.0.0.1/unused' });
+    // intuit-oauth sends the request with axios and neither a timeout nor a signal
+    // (it waits forever for a server that never answers, and retries resets and
+    // 5xx on its own, 3 times, 1-4 s apart). The deadline covers all of that: its
+    // signal is added to the library's request (its loadResponse, wrapped for this
+    // client only), so at the deadline the call in flight is aborted, body and all,
+    // and a retry the library still has queued fails at once, never reaching Intuit.
+    const deadline = new AbortController();
+    const load = client.loadResponse.bind(client);
+    client.loadResponse = (request: Record<string, unknown>) => load({ ...request, signal: deadline.signal });
     OAuthClient.tokenEndpoint = this.#options.tokenUrl;
     const call = client.refreshUsingToken(refreshToken);
     let timer: NodeJS.Timeout | undefined;
     const timeout = new Promise<never>((_, reject) => {
-      timer = setTimeout(() => reject(traced(new QuickBooksTransientError(`QuickBooks token endpoint did not answer within ${this.#options.timeoutMs} ms (realm ${realmId})`), { code: 'timeout' })), this.#options.timeoutMs);
+      timer = setTimeout(() => {
+        deadline.abort();
+        reject(traced(new QuickBooksTransientError(`QuickBooks token endpoint did not answer within ${this.#options.timeoutMs} ms (realm ${realmId})`), { code: 'timeout' }));
+      }, this.#options.timeoutMs);
     });
+    call.catch(() => undefined); // settled after the deadline: already answered by the timeout
     let response: Awaited<typeof call>;
     try {
       response = await Promise.race([call, timeout]);

@@ -73,21 +73,24 @@ function readPeriodColumns(report: QboReport): PeriodColumn[] {
   if (!Array.isArray(columns) || columns.length === 0) throw new QuickBooksParseError(`${reportName(report)} report has no Columns`);
   const out: PeriodColumn[] = [];
   const undated: number[] = [];
+  const totals: number[] = [];
   columns.forEach((column, index) => {
     if (column.ColType !== 'Money') return; // the Account column, and anything that is not an amount
     const meta = new Map((column.MetaData ?? []).map((m) => [m.Name, m.Value]));
-    if (meta.get('ColKey') === 'total') return;
+    if (meta.get('ColKey') === 'total') return void totals.push(index);
     const start = meta.get('StartDate');
     const end = meta.get('EndDate');
     if (start === undefined || end === undefined) return void undated.push(index);
     if (!DATE.test(start) || !DATE.test(end)) throw new QuickBooksParseError(`${reportName(report)} column ${index} has bad StartDate/EndDate metadata`);
     out.push({ index, start, end });
   });
-  if (out.length === 0 && undated.length === 1) {
-    // summarize_column_by=Total: the only amount column covers the report's period.
+  if (out.length === 0 && undated.length + totals.length === 1) {
+    // summarize_column_by=Total: the only amount column (Intuit keys it `total`)
+    // covers the report's period. With dated columns, a `total` column is their sum
+    // and is skipped.
     const start = report.Header?.StartPeriod;
     const end = report.Header?.EndPeriod;
-    if (typeof start === 'string' && typeof end === 'string' && DATE.test(start) && DATE.test(end)) out.push({ index: undated[0]!, start, end });
+    if (typeof start === 'string' && typeof end === 'string' && DATE.test(start) && DATE.test(end)) out.push({ index: (undated[0] ?? totals[0])!, start, end });
   }
   if (out.length === 0) throw new QuickBooksParseError(`${reportName(report)} report has no period columns (no StartDate/EndDate metadata)`);
   return out;
@@ -188,12 +191,48 @@ export function parseBalanceSheet(report: QboReport): Array<PeriodColumn & { fig
   return guard('BalanceSheet', () => readBalanceSheet(report));
 }
 
+/** A section that holds a figure: its `group`, and when the group alone is ambiguous, the label its Summary must carry. */
+interface TotalOf {
+  group: string;
+  label?: RegExp;
+}
+
+/**
+ * Where each BalanceSheet figure is, per QuickBooks Online edition (README, "What
+ * each edition maps"). A figure is a section's own total or nothing: a total the
+ * report does not show (the AU edition's liabilities come as current and
+ * non-current only) is left null, never added up.
+ * - US and CA: `TotalAssets`, `Liabilities`, `Equity`, `BankAccounts` (CA labels it
+ *   "Total Cash and Cash Equivalent"; CA's "Current Assets" is `OtherCurrentAssets`).
+ * - AU: `NetAssets` labelled "Total Assets" (the Assets section; in a UK-style layout
+ *   "Net assets" is assets less liabilities, hence the label check),
+ *   `TotalShareHoldersEquityNode` ("Total shareholders' equity"); no liabilities
+ *   total, no bank-accounts section (`TotalLongTermLiabilities` is, despite its
+ *   name, "Total current liabilities"; `TotalNonCurLiabilities` the non-current ones).
+ * The same group names as picortex/bitframe's AU parser (BalanceSheetParser.kt).
+ */
+const BALANCE_SHEET_TOTALS: Record<keyof BalanceSheetFigures, TotalOf[]> = {
+  totalAssets: [{ group: 'TotalAssets' }, { group: 'NetAssets', label: /^total assets$/i }],
+  totalLiabilities: [{ group: 'TotalLiabilities' }, { group: 'Liabilities' }],
+  equity: [{ group: 'Equity' }, { group: 'TotalShareHoldersEquityNode' }],
+  cash: [{ group: 'BankAccounts' }],
+};
+
+/** The first section matching one of `candidates` (in their order), searched at any depth. */
+function findTotal(report: QboReport, candidates: TotalOf[]): QboRow | undefined {
+  for (const { group, label } of candidates) {
+    const found = findSection(report, group);
+    if (found && (!label || label.test((found.Summary?.ColData?.[0]?.value ?? '').trim()))) return found;
+  }
+  return undefined;
+}
+
 function readBalanceSheet(report: QboReport): Array<PeriodColumn & { figures: BalanceSheetFigures }> {
   expectReport(report, 'BalanceSheet');
-  const assets = findSection(report, 'TotalAssets');
-  const liabilities = findSection(report, 'TotalLiabilities', 'Liabilities');
-  const equity = findSection(report, 'Equity');
-  const bank = findSection(report, 'BankAccounts');
+  const assets = findTotal(report, BALANCE_SHEET_TOTALS.totalAssets);
+  const liabilities = findTotal(report, BALANCE_SHEET_TOTALS.totalLiabilities);
+  const equity = findTotal(report, BALANCE_SHEET_TOTALS.equity);
+  const bank = findTotal(report, BALANCE_SHEET_TOTALS.cash);
   return readPeriodColumns(report).map((col) => ({
     ...col,
     figures: {

@@ -12,7 +12,14 @@
  *   report shape with one column per month (`summarize_column_by=Month`), for any
  *   date range, with figures from a deterministic generator per realm and month;
  * - switchable faults per realm: latency, 401, 429 (Retry-After and the Fault 3001
- *   body), 5xx; request counts and the most requests in flight, per realm.
+ *   body), 5xx; request counts and the most requests in flight, per realm;
+ * - a hanging Intuit, for reports per realm and for the token endpoint (`hang`: the
+ *   request is read and never answered; `trickle`: status and headers at once, then
+ *   the body one byte a second; `cut`: the headers and half the body, then the
+ *   socket closed). A token request that meets `trickle` or `cut` has been carried
+ *   out (the refresh token rotated) before its answer is spoilt, as at Intuit;
+ * - fixed report bodies per realm (`reports`: text served as it is, e.g. a real
+ *   company's report), in place of the generated ones.
  */
 import crypto from 'node:crypto';
 import http from 'node:http';
@@ -44,7 +51,14 @@ export interface RealmBehaviour {
   failNext?: { status: 401 | 429 | 500 | 503; count: number; retryAfterSeconds?: number; lowerCaseFault?: boolean };
   /** Added to "Sales of Product Income" of one month ('YYYY-MM'), in cents: to change one month between runs. */
   adjustments?: Record<string, number>;
+  /** Every report request of the realm meets this fault (after the latency). */
+  fault?: HangingFault;
+  /** Report bodies (JSON text) served as they are, with 200, instead of generated reports. */
+  reports?: Partial<Record<'ProfitAndLoss' | 'BalanceSheet', string>>;
 }
+
+/** How a hanging Intuit answers: never, a byte a second, or half an answer and a closed socket. */
+export type HangingFault = 'hang' | 'trickle' | 'cut';
 
 export interface RealmStats {
   reportRequests: number;
@@ -61,6 +75,8 @@ export interface TokenStats {
   refreshed: number;
   invalidGrant: number;
   invalidClient: number;
+  /** Token requests whose connection is still open (a client that gave up closes it). */
+  open: number;
 }
 
 export interface LoopbackQuickBooks {
@@ -78,6 +94,8 @@ export interface LoopbackQuickBooks {
   behave(realmId: string, behaviour: RealmBehaviour): void;
   /** Delay of the token endpoint, ms. */
   tokenLatencyMs: number;
+  /** Every token request meets this fault (undefined: answered normally). */
+  tokenFault?: HangingFault | undefined;
   /** After this many token requests, answer invalid_client (the app's credentials revoked mid-run). */
   rejectClientAfter?: number;
   /** Called when a token request has been answered (tests: kill a process then). */
@@ -102,9 +120,10 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
   const revokedAccess = new Set<string>();
   const behaviours = new Map<string, RealmBehaviour>();
   const stats = new Map<string, RealmStats>();
-  const tokenStats: TokenStats = { requests: 0, refreshed: 0, invalidGrant: 0, invalidClient: 0 };
+  const tokenStats: TokenStats = { requests: 0, refreshed: 0, invalidGrant: 0, invalidClient: 0, open: 0 };
   const issuedRefreshTokens: string[] = [];
   const sockets = new Set<Socket>();
+  const timers = new Set<NodeJS.Timeout>();
 
   const statsOf = (realmId: string): RealmStats => {
     let s = stats.get(realmId);
@@ -139,6 +158,7 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
     issuedRefreshTokens,
     close: () =>
       new Promise<void>((resolve) => {
+        for (const t of timers) clearInterval(t);
         for (const s of sockets) s.destroy();
         server.close(() => resolve());
       }),
@@ -154,6 +174,8 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
 
   async function token(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
     tokenStats.requests++;
+    tokenStats.open++;
+    res.on('close', () => tokenStats.open--);
     const body = await readBody(req);
     if (api.tokenLatencyMs) await sleep(api.tokenLatencyMs);
     const expected = `Basic ${Buffer.from(`${options.clientId}:${options.clientSecret}`).toString('base64')}`;
@@ -164,6 +186,7 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
     const form = parseForm(body, req.headers['content-type']);
     const refreshToken = form.refresh_token;
     if (form.grant_type !== 'refresh_token' || !refreshToken) return json(res, 400, { error: 'invalid_request' });
+    if (api.tokenFault === 'hang') return; // read, never answered (and never carried out)
     const known = refreshTokens.get(refreshToken);
     const alive = known ? known.diesAt > Date.now() : options.acceptUnknownTokens === true;
     if (revokedRefresh.has(refreshToken) || !alive) {
@@ -181,7 +204,7 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
     issuedRefreshTokens.push(newRefresh);
     tokenStats.refreshed++;
     // The shape of intuit-oauth's recorded refresh response.
-    json(res, 200, {
+    (api.tokenFault ? (r: http.ServerResponse, status: number, body: unknown) => misbehave(r, status, body, api.tokenFault!) : json)(res, 200, {
       access_token: accessToken,
       refresh_token: newRefresh,
       token_type: 'bearer',
@@ -206,6 +229,8 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
     const send = (status: number, body: unknown, headers: Record<string, string> = {}) => {
       s.statuses.push(status);
       for (const [k, v] of Object.entries(headers)) res.setHeader(k, v);
+      const fault = behaviourOf(realmId).fault;
+      if (fault) return misbehave(res, status, body, fault);
       json(res, status, body);
     };
     try {
@@ -235,11 +260,36 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
         return send(400, { Fault: { Error: [{ Message: 'Invalid date range', Detail: `${start}..${end}`, code: '2020' }], type: 'ValidationFault' } });
       }
       const basis = params.get('accounting_method') ?? 'Accrual';
+      const fixed = b.reports?.[name];
+      if (fixed !== undefined) return send(200, new RawJson(fixed));
       send(200, name === 'ProfitAndLoss' ? profitAndLossReport(realmId, start, end, basis, b.adjustments ?? {}) : balanceSheetReport(realmId, start, end, basis, b.adjustments ?? {}));
     } finally {
       s.inFlight--;
       all.inFlight--;
     }
+  }
+
+  /** Answers as a hanging server would: never, a byte a second, or half and then a closed socket. */
+  function misbehave(res: http.ServerResponse, status: number, body: unknown, fault: HangingFault): void {
+    if (fault === 'hang') return;
+    const bytes = Buffer.from(body instanceof RawJson ? body.text : JSON.stringify(body));
+    res.writeHead(status, { 'content-type': 'application/json;charset=UTF-8', 'content-length': bytes.length });
+    res.flushHeaders();
+    if (fault === 'cut') {
+      res.write(bytes.subarray(0, bytes.length >> 1), () => res.socket?.destroy());
+      return;
+    }
+    let i = 0;
+    const tick = setInterval(() => {
+      if (res.destroyed || i >= bytes.length) {
+        clearInterval(tick);
+        timers.delete(tick);
+        if (!res.destroyed) res.end();
+        return;
+      }
+      res.write(bytes.subarray(i, ++i));
+    }, 1000);
+    timers.add(tick);
   }
 
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
@@ -249,8 +299,16 @@ export async function startLoopbackQuickBooks(options: LoopbackOptions): Promise
   return api;
 }
 
+/** A body that is JSON text already, served byte for byte. */
+class RawJson {
+  readonly text: string;
+  constructor(text: string) {
+    this.text = text;
+  }
+}
+
 function json(res: http.ServerResponse, status: number, body: unknown): void {
-  const text = JSON.stringify(body);
+  const text = body instanceof RawJson ? body.text : JSON.stringify(body);
   res.writeHead(status, { 'content-type': 'application/json;charset=UTF-8', 'content-length': Buffer.byteLength(text) });
   res.end(text);
 }

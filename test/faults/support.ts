@@ -37,10 +37,10 @@ export async function counts(db: Knex): Promise<Counts> {
   };
 }
 
-/** The SendGrid loopback's accepted requests per idempotency key: none may exceed 1. */
+/** The SendGrid loopback's deliveries (accepted, or received in full by a hanging one) per idempotency key: none may exceed 1. */
 export function acceptedPerKey(sendgrid: SendGridServer): Map<string, number> {
   const m = new Map<string, number>();
-  for (const r of sendgrid.accepted()) {
+  for (const r of sendgrid.delivered()) {
     const key = (r.body.custom_args as Record<string, string> | undefined)?.idempotency_key ?? '?';
     m.set(key, (m.get(key) ?? 0) + 1);
   }

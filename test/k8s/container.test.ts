@@ -16,7 +16,7 @@
 import { spawn } from 'node:child_process';
 import { expect } from 'chai';
 import { openPostgresUrl, type Database } from '../../lib/db/connect.ts';
-import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/quickbooks/loopback-server.ts';
+import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { counts } from '../faults/support.ts';
 import { anIntegration, CLIENT_ID, CLIENT_SECRET, qbEnv } from '../quickbooks/support.ts';
 import { adminQuery, urlFor } from '../support/db.ts';

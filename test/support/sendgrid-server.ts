@@ -6,8 +6,12 @@
  * body valid against SendGrid's official JSON schema
  * (test/fixtures/sendgrid/mail-send.schema.json, with the known `custom_args` bug
  * overridden, see SOURCES.md there); it answers 202 with `X-Message-Id`, or the
- * failures a test queues (429 with Retry-After, 500, 400...). Requests and their
- * verdicts are kept for assertions.
+ * failures a test queues (429 with Retry-After, 500, 400...), or a hanging
+ * provider (`hang`: accepts the request and never answers; `trickle`: the status
+ * line and headers of a 202 at once, then its body one byte a second; `cut`: the
+ * 202's headers and half its body, then the socket closed). Requests and their
+ * verdicts are kept for assertions; a request received in full under a hanging
+ * fault counts as a delivery (`delivered()`): SendGrid may well have sent it.
  */
 import fs from 'node:fs';
 import http from 'node:http';
@@ -39,7 +43,12 @@ export interface ReceivedMail {
   /** Schema errors, when the body was invalid (answered 400). */
   errors?: string[];
   messageId?: string;
+  /** The hanging fault it met, if any (it may have been delivered all the same). */
+  fault?: HangingFault;
 }
+
+/** How a hanging SendGrid treats a valid request it has received in full. */
+export type HangingFault = 'hang' | 'trickle' | 'cut';
 
 export interface QueuedFailure {
   status: number;
@@ -64,6 +73,12 @@ export interface SendGridServer {
   setScopes(scopes: string[]): void;
   /** `GET /v3/scopes` requests received. */
   scopeRequests: number;
+  /** Every valid request from now on meets this fault, until `recover()`. */
+  hangWith(fault: HangingFault): void;
+  /** Resolves when the next mail/send request has been received in full (before it is answered). */
+  nextRequest(): Promise<void>;
+  /** Requests SendGrid may have delivered: accepted (202), or received in full under a hanging fault. */
+  delivered(): ReceivedMail[];
   /** Delays every answer by this long (to observe concurrency and timeouts). */
   delay(ms: number): void;
   /** The most requests that were being answered at the same time. */
@@ -84,15 +99,43 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
   let always: QueuedFailure | undefined;
   let seq = 0;
   let delayMs = 0;
+  let hanging: HangingFault | undefined;
   let current = 0;
   let most = 0;
   let scopes = [...DEFAULT_SCOPES];
   let scopeRequests = 0;
+  const requestWaiters: Array<() => void> = [];
 
   const reply = (res: http.ServerResponse, status: number, body: unknown, headers: Record<string, string> = {}) => {
     const text = body === undefined ? '' : JSON.stringify(body);
     res.writeHead(status, { ...(text ? { 'Content-Type': 'application/json' } : {}), ...headers });
     res.end(text);
+  };
+
+  const timers = new Set<NodeJS.Timeout>();
+  /** A 202 that never comes, comes a byte a second, or stops half-way. */
+  const misbehave = (res: http.ServerResponse, fault: HangingFault, messageId: string) => {
+    if (fault === 'hang') return;
+    // SendGrid's 202 has an empty body; this one carries a small JSON body, so that
+    // there is a body to trickle or to cut.
+    const body = Buffer.from(JSON.stringify({ message: 'accepted', id: messageId, note: 'loopback answer sent slowly' }));
+    res.writeHead(202, { 'Content-Type': 'application/json', 'Content-Length': String(body.length), 'X-Message-Id': messageId });
+    res.flushHeaders();
+    if (fault === 'cut') {
+      res.write(body.subarray(0, body.length >> 1), () => res.socket?.destroy());
+      return;
+    }
+    let i = 0;
+    const tick = setInterval(() => {
+      if (res.destroyed || i >= body.length) {
+        clearInterval(tick);
+        timers.delete(tick);
+        if (!res.destroyed) res.end();
+        return;
+      }
+      res.write(body.subarray(i, ++i));
+    }, 1000);
+    timers.add(tick);
   };
 
   const server = http.createServer((req, res) => {
@@ -117,6 +160,7 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
       }
       const record: ReceivedMail = { headers: req.headers, body, status: 0 };
       requests.push(record);
+      for (const wake of requestWaiters.splice(0)) wake();
       if (req.headers.authorization !== `Bearer ${apiKey}`) {
         record.status = 401;
         return reply(res, 401, { errors: [{ message: 'The provided authorization grant is invalid, expired, or revoked', field: null }] });
@@ -125,6 +169,12 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
         record.status = 400;
         record.errors = (validate.errors ?? []).map((e) => `${e.instancePath || '/'} ${e.message ?? ''}`);
         return reply(res, 400, { errors: record.errors.map((m) => ({ message: m, field: null })) });
+      }
+      if (hanging) {
+        record.fault = hanging;
+        record.status = 202;
+        record.messageId = `loopback-${++seq}`;
+        return misbehave(res, hanging, record.messageId);
       }
       const failure = queue.shift() ?? always;
       if (failure) {
@@ -143,7 +193,10 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
     url: `http://127.0.0.1:${port}`,
     apiKey,
     requests,
-    accepted: () => requests.filter((r) => r.status === 202),
+    accepted: () => requests.filter((r) => r.status === 202 && !r.fault),
+    delivered: () => requests.filter((r) => r.status === 202),
+    hangWith: (fault) => (hanging = fault),
+    nextRequest: () => new Promise<void>((resolve) => requestWaiters.push(resolve)),
     failNext: (...failures) => queue.push(...failures),
     failAlways: (failure) => (always = failure),
     recover: () => {
@@ -151,6 +204,7 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
       queue.length = 0;
       scopes = [...DEFAULT_SCOPES];
       delayMs = 0;
+      hanging = undefined;
       most = 0;
     },
     setScopes: (list) => (scopes = [...list]),
@@ -161,6 +215,7 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
     maxConcurrent: () => most,
     close: () =>
       new Promise<void>((resolve, reject) => {
+        for (const t of timers) clearInterval(t);
         server.closeAllConnections();
         server.close((err) => (err ? reject(err) : resolve()));
       }),
