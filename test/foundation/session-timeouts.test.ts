@@ -12,7 +12,9 @@ import { expect } from 'chai';
 import { loadConfig } from '../../lib/config.ts';
 import { openDatabase, type Database } from '../../lib/db/connect.ts';
 import { databaseFailure, RowLockedError, StatementTimeoutError, translateDbError } from '../../lib/errors.ts';
+import { Tally } from '../../lib/runtime/items.ts';
 import { tryLock } from '../../lib/runtime/lock.ts';
+import { summaryCounts } from '../../lib/telemetry/metrics.ts';
 import { backends, createTestDb, type TestDb } from '../support/db.ts';
 
 const SETTINGS = ['lock_timeout', 'statement_timeout', 'idle_in_transaction_session_timeout', 'idle_session_timeout'];
@@ -91,6 +93,15 @@ describe('database session timeouts', function () {
       await db.close();
       fs.rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('counts a lock timeout as an error of its item, listed with the reason, and published as exitosx_cron_lock_timeouts', () => {
+    const tally = new Tally();
+    tally.fail('integration', 'qbo_1', Object.assign(new Error('update quickbooks_integrations set x = 1 - canceling statement due to lock timeout'), { code: '55P03', severity: 'ERROR' }));
+    tally.fail('integration', 'qbo_2', new Error('something else'));
+    expect([tally.errors, tally.lockTimeouts, tally.outcomes.error]).to.deep.equal([2, 1, 2]);
+    expect(tally.errorDetails[0]).to.deep.equal({ kind: 'integration', id: 'qbo_1', error: 'row locked by another transaction (waited longer than lock_timeout): canceling statement due to lock timeout' });
+    expect(summaryCounts({ errors: 2, lockTimeouts: 1 })).to.deep.include({ field: 'lockTimeouts', metric: 'exitosx_cron_lock_timeouts', value: 1 });
   });
 
   it('translates lock and statement timeouts into the suite words, and ends the run on them only outside an item', () => {
