@@ -16,14 +16,15 @@
  * a normal dry run lives with a short idle-in-transaction limit; and the run lock's
  * connection survives a server-wide idle_session_timeout.
  *
- * Checked able to fail: without `afterCreate` setting the session timeouts
- * (lib/db/connect.ts) every locked case hangs until the CLI's 60 s test timeout;
- * without the one-by-one claim fallback (lib/email/service.ts, claimChunk) the email
- * case sends no email of the page; without the one-by-one resolution of returners
- * the returner case resolves neither; without LOCK_SESSION_SQL on the lock's
- * connection the idle_session_timeout case logs run:lock-lost; without the savepoint
- * around a dry run's claim, the dry run's transaction is aborted by the lock timeout
- * and every email of the page fails.
+ * Checked able to fail (each mutation tried, then restored): without the pool's
+ * `afterCreate` setting the session timeouts (lib/db/connect.ts) the sync case hangs
+ * until the test's 60 s CLI timeout, as the issue reported; without the one-by-one
+ * claim fallback (lib/email/service.ts, claimChunk) the email case's dry run reports 0
+ * errors and no email for the page (the page redone company by company finds every
+ * report stored and skips it: the held email is silently not attempted); with a failed
+ * page of returners not redone signal by signal, the returner case resolves none of
+ * them; without LOCK_SESSION_SQL on the lock's connection the idle_session_timeout
+ * case logs run:lock-lost.
  */
 import { expect } from 'chai';
 import pg from 'pg';
