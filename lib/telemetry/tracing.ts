@@ -8,7 +8,7 @@
  * outcome, and child spans from the instrumentations: pg (the knex queries on
  * PostgreSQL; PGlite runs in-process and has no driver to instrument), http
  * (SendGrid through axios, the Pushgateway push, Intuit's OAuth client) and undici
- * (`fetch`: QuickBooks, Kubernetes). Errors on spans, span names, attribute values
+ * (QuickBooks through undici's `request`, Kubernetes through `fetch`). Errors on spans, span names, attribute values
  * and status messages are redacted on their way out (`RedactingExporter`).
  *
  * Why no ESM loader hook: the modules worth instrumenting are CommonJS or built in.
