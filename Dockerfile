@@ -14,7 +14,7 @@
 
 ARG NODE_IMAGE=node:24-slim
 
-# ---- build: all dependencies, TypeScript compiled to dist/, the SBOM ----
+# ---- build: all dependencies, TypeScript compiled to dist/ ----
 FROM ${NODE_IMAGE} AS build
 WORKDIR /app
 # .npmrc: engine-strict, so an install on a Node older than package.json's engines stops.
@@ -26,15 +26,20 @@ COPY jobs ./jobs
 COPY lib ./lib
 # No source maps in the image: nothing there reads them (no --enable-source-maps).
 RUN npm run build -- --sourceMap false
-# The CycloneDX SBOM of the production tree (what the runtime stage installs), shipped
-# as /app/sbom.cdx.json. npm sbom needs the whole tree installed, hence here.
-RUN npm sbom --omit dev --sbom-format cyclonedx > sbom.cdx.json
 
-# ---- deps: the production tree from the lock file, without what Node never loads ----
+# ---- deps: the production tree from the lock file, its SBOM, without what Node never loads ----
 FROM ${NODE_IMAGE} AS deps
-WORKDIR /app
+# The folder's name is the SBOM's component name (npm sbom takes it from there).
+WORKDIR /exitosx-cron
 COPY package.json package-lock.json .npmrc ./
 RUN --mount=type=cache,target=/root/.npm npm ci --omit=dev --ignore-scripts --no-audit --no-fund
+# The CycloneDX SBOM of this tree, shipped as /app/sbom.cdx.json. Made here, in a tree
+# without dev dependencies, and with them struck from this stage's package.json: on a
+# full tree, `npm sbom --omit dev` also drops production packages that a dev tool
+# uses too (pg-types, pg-protocol, debug, yaml… 17 of 255: npm/cli#7909), and on this
+# tree it refuses the devDependencies it cannot find (ESBOMPROBLEMS).
+RUN npm pkg delete devDependencies \
+  && npm sbom --omit dev --sbom-format cyclonedx > sbom.cdx.json
 COPY scripts/prune-node-modules.sh ./
 RUN sh prune-node-modules.sh node_modules
 
@@ -68,9 +73,9 @@ ENV NODE_ENV=production \
 # The production tree, installed and pruned in the deps stage (one layer, nothing
 # deleted on top of it), the compiled JavaScript and the SBOM.
 COPY package.json package-lock.json ./
-COPY --from=deps /app/node_modules ./node_modules
+COPY --from=deps /exitosx-cron/node_modules ./node_modules
 COPY --from=build /app/dist ./dist
-COPY --from=build /app/sbom.cdx.json ./
+COPY --from=deps /exitosx-cron/sbom.cdx.json ./
 RUN chmod 0755 dist/bin/exitosx-cron.js \
   && ln -s /app/dist/bin/exitosx-cron.js /usr/local/bin/exitosx-cron
 # A numeric user (Kubernetes can check runAsNonRoot against it); the chart runs as the same.

@@ -14,6 +14,8 @@
  * this event loop, where the loopback servers answer the job in the container.
  */
 import { spawn } from 'node:child_process';
+import fs from 'node:fs';
+import path from 'node:path';
 import { expect } from 'chai';
 import { openPostgresUrl, type Database } from '../../lib/db/connect.ts';
 import { startLoopbackQuickBooks, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
@@ -21,7 +23,7 @@ import { counts } from '../faults/support.ts';
 import { anIntegration, CLIENT_ID, CLIENT_SECRET, qbEnv } from '../quickbooks/support.ts';
 import { adminQuery, urlFor } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
-import { NOW } from '../support/run.ts';
+import { NOW, ROOT } from '../support/run.ts';
 import { startSendGridServer, type SendGridServer } from '../support/sendgrid-server.ts';
 
 const IMAGE = process.env.EXITOSX_IMAGE ?? 'localhost/exitosx-cron:test';
@@ -162,6 +164,12 @@ describe('the image, run by podman as in a pod', function () {
     expect(byName.get('jsonpath-plus')?.version).to.match(/^11\./);
     for (const dep of ['knex', 'pg', '@kubernetes/client-node', 'intuit-oauth']) expect(byName.has(dep), dep).to.equal(true);
     for (const dev of ['mocha', 'typescript', 'eslint']) expect(byName.has(dev), dev).to.equal(false);
+    // Every production package of the lock file, those a dev tool also uses included (npm/cli#7909).
+    const lock = JSON.parse(fs.readFileSync(path.join(ROOT, 'package-lock.json'), 'utf8')) as { packages: Record<string, { version: string; dev?: boolean }> };
+    const prodIds = new Set(Object.entries(lock.packages).filter(([p, v]) => p && !v.dev).map(([p, v]) => `${p.replace(/.*node_modules\//, '')}@${v.version}`));
+    const bomIds = new Set(bom.components.map((c) => `${c.name}@${c.version}`));
+    expect([...prodIds].filter((id) => !bomIds.has(id)), 'production packages missing from the SBOM').to.deep.equal([]);
+    expect(bomIds.size).to.equal(prodIds.size);
 
     const leftovers = await podman(['run', '--rm', ...ENGINE, ...POD, '--entrypoint', 'find', IMAGE, '/app', '(', '-name', '*.map', '-o', '-name', '*.d.ts', '-o', '-name', '*.md', ')', '-print']);
     expect(leftovers.code, leftovers.stderr).to.equal(0);

@@ -185,6 +185,11 @@ describe('Dockerfile, carried out without Docker', function () {
     expect(bom.bomFormat).to.equal('CycloneDX');
     const names = new Map(bom.components.map((c) => [c.name, c.version]));
     for (const dep of Object.keys(PKG.dependencies)) expect(names.has(dep), `SBOM lacks ${dep}`).to.equal(true);
+    // Every production package of the lock, also those a dev tool shares (npm/cli#7909).
+    const bomIds = new Set(bom.components.map((c) => `${c.name}@${c.version}`));
+    const prodIds = Object.entries(lock.packages).filter(([p, v]) => p && !v.dev).map(([p, v]) => `${p.replace(/.*node_modules\//, '')}@${(v as { version: string }).version}`);
+    expect(prodIds.filter((id) => !bomIds.has(id)), 'production packages missing from the SBOM').to.deep.equal([]);
+    expect(bomIds.size).to.equal(new Set(prodIds).size);
     expect(names.get('jsonpath-plus')).to.match(/^11\./);
     for (const dev of ['typescript', 'mocha', 'eslint']) expect(names.has(dev), `SBOM lists ${dev}`).to.equal(false);
     // The symlink on PATH is package.json's bin.
