@@ -264,12 +264,19 @@ describe('faults: providers that hang', function () {
       for (const [where, fault] of [['reports', 'hang'], ['token endpoint', 'trickle']] as const) {
         it(`${where} ${fault}: exit 143 within the grace period; each integration synced whole or not at all; the rerun syncs them`, async () => {
           const grace = chartGraceSeconds('sync-quickbooks');
-          const integrations = [];
-          for (let k = 0; k < 3; k++) integrations.push(await anIntegration(t.knex, server, { accessExpiresInMs: where === 'token endpoint' ? 60_000 : 3600_000 }));
+          // Token endpoint: more integrations than refresh slots (DATABASE_POOL_MAX - 2;
+          // a refresh runs in a transaction holding a connection and the row lock), so
+          // that most wait for one; none may start a refresh after SIGTERM, or each
+          // would add a whole timeout. (Waiting for a connection instead would end the
+          // run at the pool's 15 s acquire timeout, exit 3.)
+          const N = where === 'reports' ? 3 : 6;
+          for (let k = 0; k < N; k++) await anIntegration(t.knex, server, { accessExpiresInMs: where === 'token endpoint' ? 60_000 : 3600_000 });
           if (where === 'reports') server.behave('*', { fault });
           else server.tokenFault = fault;
-          const env = { ...qbEnv(server), QUICKBOOKS_TIMEOUT_MS: undefined };
-          const { result, stoppedInMs } = await terminatedWhen(['sync-quickbooks'], env, () => (where === 'reports' ? server.stats('*').reportRequests >= 6 : server.tokenStats.requests >= 4), grace);
+          const env = { ...qbEnv(server), QUICKBOOKS_TIMEOUT_MS: undefined, ...(where === 'token endpoint' ? { DATABASE_POOL_MAX: '3' } : {}) };
+          // Reports: every integration's two reports hang. Token endpoint: the
+          // credentials probe (answered) and the first refresh (trickling) are in.
+          const { result, stoppedInMs } = await terminatedWhen(['sync-quickbooks'], env, () => (where === 'reports' ? server.stats('*').reportRequests >= 2 * N : server.tokenStats.requests >= 2), grace);
           expect(result.code, result.stderr.slice(-3000)).to.equal(143);
           expect(stoppedInMs, `stopped ${stoppedInMs} ms after SIGTERM; grace ${grace} s`).to.be.below(grace * 1000);
           // Nothing half-written: no period. A refresh the stop waited for and that then
@@ -281,10 +288,10 @@ describe('faults: providers that hang', function () {
           server.behave('*', { fault: undefined });
           server.tokenFault = undefined;
           const rerun = await runInProcess(syncJob, { force: true }, { database: t.database, env: qbEnv(server) });
-          expect(rerun.summary, JSON.stringify(rerun.summary)).to.include({ synced: 3, failed: 0 });
+          expect(rerun.summary, JSON.stringify(rerun.summary)).to.include({ synced: N, failed: 0 });
           const end = await counts(t.knex);
-          expect(end.periods).to.equal(3 * 25);
-          expect(end.ledger.FINANCIALS_SYNCED).to.equal(3);
+          expect(end.periods).to.equal(N * 25);
+          expect(end.ledger.FINANCIALS_SYNCED).to.equal(N);
           expect(end.openSignals).to.equal(0);
         });
       }
