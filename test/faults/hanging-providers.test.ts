@@ -205,6 +205,26 @@ describe('faults: providers that hang', function () {
     });
   });
 
+  describe('a hanging token endpoint with more refreshes due than database connections', () => {
+    let server: LoopbackQuickBooks;
+    beforeEach(async () => {
+      server = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    });
+    afterEach(() => server.close());
+
+    it('each refresh waits for a slot, not for a connection (whose 15 s acquire timeout would end the run, exit 3): every integration fails alone, handled', async () => {
+      // A daily run refreshes nearly every token (they live an hour). A refresh holds
+      // its connection while Intuit answers, here 16 s each (above the acquire timeout).
+      const N = 6;
+      for (let k = 0; k < N; k++) await anIntegration(t.knex, server, { accessExpiresInMs: 60_000 });
+      server.tokenFault = 'hang';
+      const run = await runInProcess(syncJob, {}, { database: t.database, env: qbEnv(server, { QUICKBOOKS_TIMEOUT_MS: '16000', DATABASE_POOL_MAX: '5' }) });
+      expect(run.exitCode, JSON.stringify(run.summary)).to.equal(0);
+      expect(run.summary).to.include({ failed: N, errors: 0 });
+      expect((await counts(t.knex)).openSignals).to.equal(N);
+    });
+  });
+
   describe('SIGTERM during a hanging call: the job stops within the chart\'s terminationGracePeriodSeconds (default timeouts), nothing sent twice', () => {
     /** Runs the CLI, sends SIGTERM once `ready()` holds, and returns the result and how long the stop took. */
     const terminatedWhen = async (args: string[], env: Record<string, string | undefined>, ready: () => boolean, graceSeconds: number): Promise<{ result: CliResult; stoppedInMs: number }> => {
