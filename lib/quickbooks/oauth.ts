@@ -10,6 +10,7 @@
  * between), which keeps two clients with different URLs in one process correct.
  */
 import OAuthClient from 'intuit-oauth';
+import PQueue from 'p-queue';
 import { QuickBooksApiError, QuickBooksClientError, QuickBooksReauthError, QuickBooksTransientError, traced } from './errors.ts';
 
 /** A decrypted token pair with its expiry times. */
@@ -28,6 +29,16 @@ export interface TokenEndpointOptions {
   tokenUrl: string;
   /** Timeout of one token call, from the start to the last byte of the answer, intuit-oauth's own retries included, ms. */
   timeoutMs: number;
+  /**
+   * Aborted on SIGTERM: no refresh starts after it (one in flight finishes, within
+   * its timeout, so that a rotated refresh token is saved).
+   */
+  signal?: AbortSignal;
+  /**
+   * Refreshes (each in a transaction holding a pooled connection and the row lock)
+   * at once; the others wait here, not for a connection. @defaultValue unlimited
+   */
+  maxConcurrentRefreshes?: number;
 }
 
 /** The refresh token used by the credentials probe: never valid, so Intuit answers invalid_grant when it accepts our client. */
@@ -36,11 +47,24 @@ const PROBE_REFRESH_TOKEN = 'exitosx-credentials-probe';
 /** Refreshes tokens at Intuit. One per run; holds no secret beyond the app credentials it was given. */
 export class TokenEndpoint {
   readonly #options: TokenEndpointOptions;
+  readonly #slots: PQueue;
   /** Token calls made (tests and the summary's debug logs). */
   calls = 0;
 
   constructor(options: TokenEndpointOptions) {
     this.#options = options;
+    this.#slots = new PQueue({ concurrency: options.maxConcurrentRefreshes ?? Number.POSITIVE_INFINITY });
+  }
+
+  /**
+   * Runs `fn` (a refresh's transaction) in one of the refresh slots. A refresh holds
+   * its database connection for as long as Intuit takes (up to timeoutMs); with
+   * more refreshes than connections, the rest would wait for the pool and fail
+   * with its acquire timeout (15 s, under the 30 s a hanging Intuit may take), which
+   * ends the run as "database unreachable". Waiting for a slot has no such limit.
+   */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.#slots.add(fn) as Promise<T>;
   }
 
   /**
@@ -49,6 +73,11 @@ export class TokenEndpoint {
    * Expiry times are computed from `now` (the run's clock).
    */
   async refresh(refreshToken: string, realmId: string, now: Date): Promise<TokenSet> {
+    // Asked to stop: no new call. Items waiting for a connection (or the row lock)
+    // would otherwise each start a refresh of up to timeoutMs, one after another,
+    // past the pod's grace period. The item is rolled back, as when a report call
+    // is aborted.
+    this.#options.signal?.throwIfAborted();
     this.calls++;
     const client = new OAuthClient({ clientId: this.#options.clientId, clientSecret: this.#options.clientSecret, environment: this.#options.environment, redirectUri: 'http://127.0.0.1/unused' });
     // intuit-oauth sends the request with axios and neither a timeout nor a signal

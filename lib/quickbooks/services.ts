@@ -29,7 +29,10 @@ export function createQuickBooksServices(config: Config, log: Logger, signal: Ab
       // Two reports per integration in flight at most.
       maxInFlight: q.concurrency * 2, timeoutMs: q.timeoutMs, log, signal,
     }),
-    endpoint: new TokenEndpoint({ clientId: q.clientId!, clientSecret: q.clientSecret!, environment: q.environment, tokenUrl: q.tokenUrl, timeoutMs: q.timeoutMs }),
+    endpoint: new TokenEndpoint({ clientId: q.clientId!, clientSecret: q.clientSecret!, environment: q.environment, tokenUrl: q.tokenUrl, timeoutMs: q.timeoutMs, signal,
+      // Fewer refreshes at once than connections: the run's other writes (and the
+      // run history) still get one while Intuit is slow.
+      maxConcurrentRefreshes: Math.max(1, config.databasePoolMax - 2) }),
     keys: { current: config.tokenEncryptionKey!, previous: config.tokenEncryptionKeyPrevious },
   };
 }

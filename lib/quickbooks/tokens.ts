@@ -61,7 +61,7 @@ export async function currentAccessToken(deps: TokenDeps, subject: TokenSubject)
  * `rejected` is the access token Intuit just refused (401), if that is why.
  */
 export async function refreshAccessToken(deps: TokenDeps, subject: TokenSubject, rejected: string | undefined): Promise<string> {
-  return deps.db.transaction(async (trx) => {
+  return deps.endpoint.exclusive(() => deps.db.transaction(async (trx) => {
     const row = await lockIntegrationTokens(trx, subject.id);
     if (!row) throw new Error(`integration ${subject.id} no longer exists`);
     if (row.needsReauth) throw new QuickBooksReauthError(`QuickBooks connection for realm ${subject.realmId} needs to be re-authorised`);
@@ -76,5 +76,5 @@ export async function refreshAccessToken(deps: TokenDeps, subject: TokenSubject,
       refreshTokenExpiresAt: fresh.refreshTokenExpiresAt,
     }, deps.now);
     return fresh.accessToken;
-  });
+  }));
 }

@@ -219,6 +219,27 @@ describe('faults: providers that hang', function () {
     });
   });
 
+  describe('a hanging token endpoint with more refreshes due than database connections', () => {
+    let server: LoopbackQuickBooks;
+    beforeEach(async () => {
+      server = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    });
+    afterEach(() => server.close());
+
+    it('each refresh waits for a slot, not for a connection (whose 15 s acquire timeout would end the run, exit 3): every integration fails alone, handled', async () => {
+      // A daily run refreshes nearly every token (they live an hour). A refresh holds
+      // its connection while Intuit answers, here 16 s each (above the acquire timeout).
+      const N = 6;
+      for (let k = 0; k < N; k++) await anIntegration(t.knex, server, { accessExpiresInMs: 60_000 });
+      server.tokenFault = 'hang';
+      // The real command line: its pool is DATABASE_POOL_MAX (in-process runs share the test's).
+      const run = await runCli(['sync-quickbooks', '--now', NOW.toISOString()], { env: { DATABASE_URL: t.url!, ...qbEnv(server, { QUICKBOOKS_TIMEOUT_MS: '16000', DATABASE_POOL_MAX: '5' }) }, timeoutMs: 110_000 });
+      expect(run.code, run.stderr.slice(-2000)).to.equal(0);
+      expect(run.summary).to.include({ failed: N, errors: 0 });
+      expect((await counts(t.knex)).openSignals).to.equal(N);
+    });
+  });
+
   describe('SIGTERM during a hanging call: the job stops within the chart\'s terminationGracePeriodSeconds (default timeouts), nothing sent twice', () => {
     /** Runs the CLI, sends SIGTERM once `ready()` holds, and returns the result and how long the stop took. */
     const terminatedWhen = async (args: string[], env: Record<string, string | undefined>, ready: () => boolean, graceSeconds: number): Promise<{ result: CliResult; stoppedInMs: number }> => {
@@ -281,12 +302,19 @@ describe('faults: providers that hang', function () {
       for (const [where, fault] of [['reports', 'hang'], ['token endpoint', 'trickle']] as const) {
         it(`${where} ${fault}: exit 143 within the grace period; each integration synced whole or not at all; the rerun syncs them`, async () => {
           const grace = chartGraceSeconds('sync-quickbooks');
-          const integrations = [];
-          for (let k = 0; k < 3; k++) integrations.push(await anIntegration(t.knex, server, { accessExpiresInMs: where === 'token endpoint' ? 60_000 : 3600_000 }));
+          // Token endpoint: more integrations than refresh slots (DATABASE_POOL_MAX - 2;
+          // a refresh runs in a transaction holding a connection and the row lock), so
+          // that most wait for one; none may start a refresh after SIGTERM, or each
+          // would add a whole timeout. (Waiting for a connection instead would end the
+          // run at the pool's 15 s acquire timeout, exit 3.)
+          const N = where === 'reports' ? 3 : 6;
+          for (let k = 0; k < N; k++) await anIntegration(t.knex, server, { accessExpiresInMs: where === 'token endpoint' ? 60_000 : 3600_000 });
           if (where === 'reports') server.behave('*', { fault });
           else server.tokenFault = fault;
-          const env = { ...qbEnv(server), QUICKBOOKS_TIMEOUT_MS: undefined };
-          const { result, stoppedInMs } = await terminatedWhen(['sync-quickbooks'], env, () => (where === 'reports' ? server.stats('*').reportRequests >= 6 : server.tokenStats.requests >= 4), grace);
+          const env = { ...qbEnv(server), QUICKBOOKS_TIMEOUT_MS: undefined, ...(where === 'token endpoint' ? { DATABASE_POOL_MAX: '3' } : {}) };
+          // Reports: every integration's two reports hang. Token endpoint: the
+          // credentials probe (answered) and the first refresh (trickling) are in.
+          const { result, stoppedInMs } = await terminatedWhen(['sync-quickbooks'], env, () => (where === 'reports' ? server.stats('*').reportRequests >= 2 * N : server.tokenStats.requests >= 2), grace);
           expect(result.code, result.stderr.slice(-3000)).to.equal(143);
           expect(stoppedInMs, `stopped ${stoppedInMs} ms after SIGTERM; grace ${grace} s`).to.be.below(grace * 1000);
           // Nothing half-written: no period. A refresh the stop waited for and that then
@@ -298,10 +326,10 @@ describe('faults: providers that hang', function () {
           server.behave('*', { fault: undefined });
           server.tokenFault = undefined;
           const rerun = await runInProcess(syncJob, { force: true }, { database: t.database, env: qbEnv(server) });
-          expect(rerun.summary, JSON.stringify(rerun.summary)).to.include({ synced: 3, failed: 0 });
+          expect(rerun.summary, JSON.stringify(rerun.summary)).to.include({ synced: N, failed: 0 });
           const end = await counts(t.knex);
-          expect(end.periods).to.equal(3 * 25);
-          expect(end.ledger.FINANCIALS_SYNCED).to.equal(3);
+          expect(end.periods).to.equal(N * 25);
+          expect(end.ledger.FINANCIALS_SYNCED).to.equal(N);
           expect(end.openSignals).to.equal(0);
         });
       }
