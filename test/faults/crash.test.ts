@@ -192,7 +192,7 @@ describe('faults: PostgreSQL crashes and restarts (private cluster, real CLI)', 
     const integrations = [];
     for (let i = 0; i < N; i++) integrations.push(await anIntegration(db!.knex, qb));
     qb.behave('*', { latencyMs: 150 });
-    const r = await runWithFault(['sync-quickbooks'], qbEnv(qb, { QUICKBOOKS_CONCURRENCY: '2' }), 'qbo:sync:done', 2, fault);
+    const r = await runWithFault(['sync-quickbooks'], qbEnv(qb, { QUICKBOOKS_CONCURRENCY: '2', LOG_LEVEL: 'debug' }), 'qbo:sync:done', 2, fault);
     const outcome = expectExit3(r, allowCompleted);
     await upAgain();
     const knex = await reopen();
