@@ -158,25 +158,8 @@ export async function escalateSignals(db: Knex, escalations: Escalation[], now: 
  * resolved, or null.
  */
 export async function resolveOpenSignal(db: Knex, subject: { companyId: string; eventType: string; userId: string | null }, resolution: string, now: Date, entries: LedgerEntry[] = []): Promise<string | null> {
-  const { rows } = await db.raw<{ rows: Array<{ id: string }> }>(
-    `with resolved as (
-       update signals set resolved_at = ?, resolution = ?, updated_at = ?
-       where company_id = ? and event_type = ? and coalesce(user_id, '') = ? and resolved_at is null
-       returning id, company_id, title
-     ),
-     entries as (
-       insert into value_ledger_entries (company_id, signal_id, entry_type, summary, details, created_at)
-       select e.company_id, e.signal_id, e.entry_type, e.summary, e.details, ?::timestamptz
-       from jsonb_to_recordset(?::jsonb) as e(company_id text, signal_id text, entry_type text, summary text, details jsonb)
-       union all
-       select r.company_id, r.id, 'SIGNAL_RESOLVED', 'Resolved: ' || r.title, jsonb_build_object('resolution', ?::text), ?::timestamptz
-       from resolved r
-     )
-     select id from resolved`,
-    [now, resolution, now, subject.companyId, subject.eventType, subject.userId ?? '', now,
-      JSON.stringify(entries.map((e) => ({ company_id: e.companyId, signal_id: e.signalId, entry_type: e.entryType, summary: e.summary, details: e.details }))), resolution, now],
-  );
-  return rows[0]?.id ?? null;
+  const ids = await resolveOpenSignalsWhere(db, 'company_id = ? and event_type = ? and coalesce(user_id, \'\') = ?', [subject.companyId, subject.eventType, subject.userId ?? ''], resolution, now, entries);
+  return ids[0] ?? null;
 }
 
 /**
@@ -186,10 +169,19 @@ export async function resolveOpenSignal(db: Knex, subject: { companyId: string; 
  */
 export async function resolveOpenCompanySignals(db: Knex, companyIds: string[], eventType: string, resolution: string, now: Date, entries: LedgerEntry[] = []): Promise<string[]> {
   if (!companyIds.length && !entries.length) return [];
+  return resolveOpenSignalsWhere(db, 'company_id in (select jsonb_array_elements_text(?::jsonb)) and event_type = ? and coalesce(user_id, \'\') = \'\'', [JSON.stringify(companyIds), eventType], resolution, now, entries);
+}
+
+/**
+ * The statement behind resolveOpenSignal and resolveOpenCompanySignals: resolves the
+ * open signals `where` selects, each with its SIGNAL_RESOLVED entry, and appends
+ * `entries` alongside, in one statement. Returns the ids resolved.
+ */
+async function resolveOpenSignalsWhere(db: Knex, where: string, whereBindings: Knex.RawBinding[], resolution: string, now: Date, entries: LedgerEntry[]): Promise<string[]> {
   const { rows } = await db.raw<{ rows: Array<{ id: string }> }>(
     `with resolved as (
        update signals set resolved_at = ?, resolution = ?, updated_at = ?
-       where company_id in (select jsonb_array_elements_text(?::jsonb)) and event_type = ? and coalesce(user_id, '') = '' and resolved_at is null
+       where ${where} and resolved_at is null
        returning id, company_id, title
      ),
      entries as (
@@ -201,7 +193,7 @@ export async function resolveOpenCompanySignals(db: Knex, companyIds: string[], 
        from resolved r
      )
      select id from resolved`,
-    [now, resolution, now, JSON.stringify(companyIds), eventType, now,
+    [now, resolution, now, ...whereBindings, now,
       JSON.stringify(entries.map((e) => ({ company_id: e.companyId, signal_id: e.signalId, entry_type: e.entryType, summary: e.summary, details: e.details }))), resolution, now],
   );
   return rows.map((r) => r.id);
