@@ -68,6 +68,17 @@ async function until(what: string, ok: () => boolean, ms = 20_000): Promise<void
   }
 }
 
+/** A loopback QuickBooks per test with one realm, `realm-1`, and its tokens. */
+function useRealmOne(set: (server: LoopbackQuickBooks) => void): void {
+  let server: LoopbackQuickBooks;
+  beforeEach(async () => {
+    server = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
+    server.addTokens('realm-1', { accessToken: 'access-1', refreshToken: 'refresh-1' });
+    set(server);
+  });
+  afterEach(() => server.close());
+}
+
 describe('faults: providers that hang', function () {
   this.timeout(120_000);
   let t!: TestDb;
@@ -135,12 +146,8 @@ describe('faults: providers that hang', function () {
     });
 
     describe('Intuit reports (GET: asked again)', () => {
-      let server: LoopbackQuickBooks;
-      beforeEach(async () => {
-        server = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
-        server.addTokens('realm-1', { accessToken: 'access-1', refreshToken: 'refresh-1' });
-      });
-      afterEach(() => server.close());
+      let server!: LoopbackQuickBooks;
+      useRealmOne((s) => (server = s));
 
       for (const fault of FAULTS) {
         it(`${fault}: each attempt ends within QUICKBOOKS_TIMEOUT_MS, is retried, and fails as a QuickBooksTransientError`, async () => {
@@ -156,12 +163,8 @@ describe('faults: providers that hang', function () {
     });
 
     describe("Intuit's token endpoint (intuit-oauth)", () => {
-      let server: LoopbackQuickBooks;
-      beforeEach(async () => {
-        server = await startLoopbackQuickBooks({ clientId: CLIENT_ID, clientSecret: CLIENT_SECRET });
-        server.addTokens('realm-1', { accessToken: 'access-1', refreshToken: 'refresh-1' });
-      });
-      afterEach(() => server.close());
+      let server!: LoopbackQuickBooks;
+      useRealmOne((s) => (server = s));
 
       for (const fault of FAULTS) {
         it(`${fault}: the refresh ends within QUICKBOOKS_TIMEOUT_MS as a QuickBooksTransientError, and nothing of it goes on afterwards`, async () => {

@@ -99,3 +99,15 @@ export function useTwoRealmLoopback(set: (server: LoopbackQuickBooks) => void): 
   });
   afterEach(() => server?.close());
 }
+
+/** The statements `fn` sends on `knex`, by their first word (select, insert, commit, …). */
+export async function statementVerbs<T>(knex: Knex, fn: () => Promise<T>): Promise<{ result: T; verbs: string[] }> {
+  const verbs: string[] = [];
+  const onQuery = (q: { sql: string }) => verbs.push(/^\s*(\w+)/.exec(q.sql)![1]!.toLowerCase());
+  knex.on('query', onQuery);
+  try {
+    return { result: await fn(), verbs };
+  } finally {
+    knex.off('query', onQuery);
+  }
+}

@@ -16,7 +16,7 @@ import { createLogger } from '../../lib/telemetry/log.ts';
 import { eachBackend } from '../support/db.ts';
 import { aFinancialPeriod, daysBefore } from '../support/factories.ts';
 import { NOW } from '../support/run.ts';
-import { anIntegration, useLoopbackQuickBooks } from './support.ts';
+import { anIntegration, statementVerbs, useLoopbackQuickBooks } from './support.ts';
 
 const WINDOW = { startDate: '2025-12-01', endDate: '2026-03-31' };
 
@@ -42,16 +42,7 @@ describe('sync-quickbooks batched writes', function () {
     const ledger = (companyId: string) => db().knex('value_ledger_entries').where({ company_id: companyId }).orderBy('entry_type').pluck('entry_type');
     const periods = (companyId: string) => db().knex('financial_periods').where({ company_id: companyId }).orderBy('period_start');
     const status = async (id: string) => (await db().knex('quickbooks_integrations').where({ id }).first()).last_sync_status as string | null;
-    const verbsOf = async <T>(fn: () => Promise<T>): Promise<{ result: T; verbs: string[] }> => {
-      const verbs: string[] = [];
-      const onQuery = (q: { sql: string }) => verbs.push(/^\s*(\w+)/.exec(q.sql)![1]!.toLowerCase());
-      db().knex.on('query', onQuery);
-      try {
-        return { result: await fn(), verbs };
-      } finally {
-        db().knex.off('query', onQuery);
-      }
-    };
+    const verbsOf = <T>(fn: () => Promise<T>) => statementVerbs(db().knex, fn);
 
     it('writes a batch in one transaction of five statements, with each integration\'s exact counts and nothing for a deleted company', async () => {
       const fresh = await anIntegration(db().knex, server);

@@ -19,7 +19,7 @@ import { createLogger } from '../../lib/telemetry/log.ts';
 import { eachBackend } from '../support/db.ts';
 import { aFinancialPeriod, daysBefore } from '../support/factories.ts';
 import { NOW } from '../support/run.ts';
-import { anIntegration, qbEnv, useLoopbackQuickBooks } from './support.ts';
+import { anIntegration, qbEnv, statementVerbs, useLoopbackQuickBooks } from './support.ts';
 import { PassThrough } from 'node:stream';
 
 describe('sync-quickbooks writes', function () {
@@ -39,17 +39,7 @@ describe('sync-quickbooks writes', function () {
       }
       throw new Error(`no candidate ${id}`);
     };
-    /** The statements `fn` sends, by their first word. */
-    const statements = async <T>(fn: () => Promise<T>): Promise<{ result: T; verbs: string[] }> => {
-      const verbs: string[] = [];
-      const onQuery = (q: { sql: string }) => verbs.push(/^\s*(\w+)/.exec(q.sql)![1]!.toLowerCase());
-      db().knex.on('query', onQuery);
-      try {
-        return { result: await fn(), verbs };
-      } finally {
-        db().knex.off('query', onQuery);
-      }
-    };
+    const statements = <T>(fn: () => Promise<T>) => statementVerbs(db().knex, fn);
 
     it('a successful sync is one transaction of five statements, resolving an open failure signal with its ledger entry', async () => {
       const i = await anIntegration(db().knex, server);
