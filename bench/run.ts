@@ -175,6 +175,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
   await settle();
   const before = await dbStats(SERVER, dbName);
   const sentBefore = sendgrid.accepted;
+  const bytesBefore = sendgrid.bytes;
   qbo.reset();
   const child = await runChild({
     args: [job, '--now', NOW.toISOString(), ...bench.args],
@@ -186,13 +187,13 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
   const pgStats = statsDelta(before, await dbStats(SERVER, dbName));
   const limits = job === 'sync-quickbooks' ? qbo.report() : null;
   const print = await withDb(dbName, (db) => fingerprint(db.knex, job, NOW));
-  const result = summarise(users, job, child, pgStats, sendgrid.accepted - sentBefore, floor, floorError, limits);
-  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements, CPU ${child.cpuMs} ms, load ${child.loadAverage}, others ${child.othersCpuPercent}% of the CPUs` +
+  const result = summarise(users, job, child, pgStats, sendgrid.accepted - sentBefore, floor, floorError, limits, sendgrid.bytes - bytesBefore);
+  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements, CPU ${child.cpuMs} ms (user ${child.cpuUserMs}, system ${child.cpuSystemMs}), ${result.emailsAccepted ? `${result.bytesPerEmail} bytes per email, ` : ''}load ${child.loadAverage}, others ${child.othersCpuPercent}% of the CPUs` +
     (result.floorMs ? `, floor ${result.floorMs} ms, ratio ${result.ratio}` : ''));
   return { result, print };
 }
 
-function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbStats, emailsAccepted: number, floor: Floor | null, floorError: string | undefined, limits: RealmLimitsReport | null): JobResult {
+function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbStats, emailsAccepted: number, floor: Floor | null, floorError: string | undefined, limits: RealmLimitsReport | null, emailBytes = 0): JobResult {
   const bench = BENCH_JOBS[job];
   const summary = child.summary ?? {};
   const items = bench.items(summary);
@@ -223,6 +224,8 @@ function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbS
     cpuMs: child.cpuMs,
     cpuMsPerItem: items && child.cpuMs !== null ? Math.round((child.cpuMs / items) * 1000) / 1000 : null,
     startupCpuMs: child.startupCpuMs,
+    cpuUserMs: child.cpuUserMs,
+    cpuSystemMs: child.cpuSystemMs,
     gc: child.gc,
     loadAverage: child.loadAverage,
     othersCpuPercent: child.othersCpuPercent,
@@ -231,6 +234,7 @@ function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbS
     pgStatDatabase: pgStats,
     emailsSent: emails,
     emailsAccepted,
+    bytesPerEmail: emailsAccepted ? Math.round(emailBytes / emailsAccepted) : null,
     emailsPerSecond: Math.round((emails / seconds) * 10) / 10,
     floorMs,
     ...(floorBound ? { floorBound, floorParts } : {}),

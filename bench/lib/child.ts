@@ -46,6 +46,9 @@ export interface ChildResult {
   cpuMs: number | null;
   /** CPU time before its first SQL statement (start-up: modules, configuration), ms. */
   startupCpuMs: number | null;
+  /** Of cpuMs, in user space and in the kernel (system: socket writes to the loopbacks and PostgreSQL, mostly), ms. */
+  cpuUserMs: number | null;
+  cpuSystemMs: number | null;
   /** Time in garbage collection (PerformanceObserver 'gc' entries), ms by kind, and how many. */
   gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number } | null;
   statementsByVerb: Record<string, number>;
@@ -116,7 +119,7 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
       clearTimeout(timer);
       clearInterval(poll);
       fs.closeSync(log);
-      const stats = readJson<{ statements: number; byVerb: Record<string, number>; vmHWMKb: number; cpuMs: number; startupCpuMs: number | null; gc: ChildResult['gc'] }>(() => fs.readFileSync(statsFile, 'utf8'));
+      const stats = readJson<{ statements: number; byVerb: Record<string, number>; vmHWMKb: number; cpuMs: number; cpuUserMs?: number; cpuSystemMs?: number; startupCpuMs: number | null; gc: ChildResult['gc'] }>(() => fs.readFileSync(statsFile, 'utf8'));
       const last = stdout.trim().split('\n').pop() ?? '';
       const summary = last ? readJson<Record<string, unknown>>(() => last) : null;
       const hwm = stats?.vmHWMKb ?? 0;
@@ -135,6 +138,8 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
         statements: stats?.statements ?? null,
         cpuMs: stats?.cpuMs ?? null,
         startupCpuMs: stats?.startupCpuMs ?? null,
+        cpuUserMs: stats?.cpuUserMs ?? null,
+        cpuSystemMs: stats?.cpuSystemMs ?? null,
         gc: stats?.gc ?? null,
         statementsByVerb: stats?.byVerb ?? {},
         summary,

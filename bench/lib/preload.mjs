@@ -43,6 +43,6 @@ if (out) {
     const status = fs.readFileSync('/proc/self/status', 'utf8');
     const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
     for (const k of ['minorMs', 'majorMs', 'incrementalMs', 'otherMs']) gc[k] = Math.round(gc[k]);
-    fs.writeFileSync(out, JSON.stringify({ statements: total, byVerb, vmHWMKb: kb('VmHWM'), vmRSSKb: kb('VmRSS'), cpuMs: cpuMs(), startupCpuMs, gc }));
+    fs.writeFileSync(out, JSON.stringify({ statements: total, byVerb, vmHWMKb: kb('VmHWM'), vmRSSKb: kb('VmRSS'), cpuMs: cpuMs(), cpuUserMs: Math.round(process.cpuUsage().user / 1000), cpuSystemMs: Math.round(process.cpuUsage().system / 1000), startupCpuMs, gc }));
   });
 }

@@ -31,6 +31,9 @@ export interface JobResult {
   cpuMsPerItem: number | null;
   /** CPU time before the job's first SQL statement (module loading, configuration), ms. */
   startupCpuMs: number | null;
+  /** Of cpuMs, user and system (kernel) time, ms. */
+  cpuUserMs?: number | null;
+  cpuSystemMs?: number | null;
   /** Time in garbage collection, ms by kind, and how many collections. */
   gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number } | null;
   loadAverage: number;
@@ -40,6 +43,8 @@ export interface JobResult {
   pgStatDatabase: DbStats;
   emailsSent: number;
   emailsAccepted: number;
+  /** Mean size of a mail/send request body the loopback SendGrid received, bytes. */
+  bytesPerEmail?: number | null;
   emailsPerSecond: number;
   floorMs: number | null;
   floorBound?: string;

@@ -13,16 +13,21 @@ export interface SendGridSink {
   apiKey: string;
   /** Accepted (202) and refused requests so far. */
   accepted: number;
+  /** Request body bytes received, all requests. */
+  bytes: number;
   refused: number;
   close(): Promise<void>;
 }
 
 export async function startSendGridSink(apiKey = 'SG.bench-key.0123456789abcdef'): Promise<SendGridSink> {
   let seq = 0;
-  const sink: SendGridSink = { url: '', apiKey, accepted: 0, refused: 0, close: async () => undefined };
+  const sink: SendGridSink = { url: '', apiKey, accepted: 0, refused: 0, bytes: 0, close: async () => undefined };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
+    req.on('data', (c: Buffer) => {
+      chunks.push(c);
+      sink.bytes += c.length;
+    });
     req.on('end', () => {
       let ok = req.method === 'POST' && req.url === '/v3/mail/send' && req.headers.authorization === `Bearer ${apiKey}`;
       if (ok) {
