@@ -43,7 +43,15 @@ export function reportingPeriod(now: Date, requested?: string): DriftPeriod {
 /** Made once: building an Intl formatter per call was 9% of the drift job's CPU (bench/FINDINGS.md). */
 const MONTH_NAME = new Intl.DateTimeFormat('en-US', { month: 'long', year: 'numeric', timeZone: 'UTC' });
 
+/** Names already made: a run names the same few months ~10 times per report, and formatting one costs microseconds. */
+const monthNames = new Map<string, string>();
+
 /** The month as readers say it: "March 2026". */
 export function monthName(month: string): string {
-  return MONTH_NAME.format(periodOf(month).start);
+  let name = monthNames.get(month);
+  if (name === undefined) {
+    name = MONTH_NAME.format(periodOf(month).start);
+    if (monthNames.size < 1000) monthNames.set(month, name);
+  }
+  return name;
 }

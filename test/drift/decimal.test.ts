@@ -13,6 +13,19 @@ describe('drift decimals', () => {
     for (const bad of ['', 'n/a', '1,000', null, undefined, true, {}, Number.NaN]) expect(parseDecimal(bad)).to.equal(null);
   });
 
+  it('parses plain decimal text exactly, whatever its length and decimals (the quick path and the general one agree)', () => {
+    const digits = (max: number) => fc.stringMatching(new RegExp(`^[0-9]{1,${max}}$`));
+    fc.assert(
+      fc.property(fc.boolean(), digits(20), fc.constantFrom('', '.', '.5', '.05', '.50', '.123', '.995'), fc.constantFrom('', ' '), (negative, int, frac, pad) => {
+        const text = `${pad}${negative ? '-' : ''}${int}${frac}${pad}`;
+        // Written from the text with decimal.js, not with the parser under test.
+        const expected = BigInt(new Decimal(`${negative ? '-' : ''}${int}${frac === '.' ? '' : frac}`).times(100).toDecimalPlaces(0, Decimal.ROUND_HALF_UP).toFixed(0));
+        expect(parseDecimal(text), JSON.stringify(text)).to.equal(expected === 0n ? 0n : expected);
+      }),
+    );
+    for (const bad of ['-', '.', '-.', '1.2.3', '1e', '--1', '1-', '١٢']) expect(parseDecimal(bad), bad).to.equal(null);
+  });
+
   it('subtracts and divides exactly (0.3 - 0.1 is 0.2)', () => {
     expect(fixed2(parseDecimal('0.3')! - parseDecimal('0.1')!)).to.equal('0.20');
     expect(percentChange(parseDecimal('3'), parseDecimal('4'))).to.equal('33.33');

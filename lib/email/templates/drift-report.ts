@@ -77,9 +77,11 @@ function barCells(score: bigint): number {
 /** A horizontal bar drawn with table cells, `score` of 100 filled in `color`. */
 function bar(score: string | null, color: string, height: number): string {
   const filled = score === null ? 0 : barCells(parseDecimal(score) ?? 0n);
-  const cell = (w: number, c: string) => `<td width="${w}" height="${height}" bgcolor="${c}" style="width:${w}px;height:${height}px;background-color:${c};font-size:0;line-height:0;">&nbsp;</td>`;
+  // Size and colour as attributes only: every client honours width, height and
+  // bgcolor on a cell, and the same again in style doubled the bars' bytes.
+  const cell = (w: number, c: string) => `<td width="${w}" height="${height}" bgcolor="${c}" style="font-size:0;line-height:0;">&nbsp;</td>`;
   const cells = (filled > 0 ? cell(filled, color) : '') + (filled < BAR_WIDTH ? cell(BAR_WIDTH - filled, COLORS.track) : '');
-  return `<table role="presentation" width="${BAR_WIDTH}" cellpadding="0" cellspacing="0" border="0" style="width:${BAR_WIDTH}px;border-collapse:collapse;"><tr>${cells}</tr></table>`;
+  return `<table role="presentation" width="${BAR_WIDTH}" cellpadding="0" cellspacing="0" border="0"><tr>${cells}</tr></table>`;
 }
 
 function heroHtml(r: DriftReport): string {
@@ -109,7 +111,8 @@ function categoryRow(c: CategoryMovement): string {
   const values = c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`;
   const delta = c.delta === null ? '' : `<span style="color:${t.color};font-weight:700;">${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
   const bars = (c.start !== null ? `<div style="margin:0 0 3px 0;">${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
-  const td = `font-family:${THEME.font};font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
+  // Font and colour come from the card's cell (see NESTED_FONT in layout.ts).
+  const td = `font-size:14px;line-height:20px;padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
   return `<tr>
   <td style="${td}padding-right:8px;">${escapeHtml(CATEGORY_LABELS[c.key])}</td>
   <td width="${BAR_WIDTH}" style="${td}width:${BAR_WIDTH}px;">${bars}</td>
@@ -133,7 +136,7 @@ ${r.categories.map(categoryRow).join('\n')}
 }
 
 function stat(value: string, label: string, color: string = THEME.text): string {
-  return `<td align="center" width="33%" style="font-family:${THEME.font};padding:4px;">
+  return `<td align="center" width="33%" style="padding:4px;">
   <div style="font-size:26px;line-height:32px;font-weight:700;color:${color};">${escapeHtml(value)}</div>
   <div style="font-size:13px;line-height:18px;color:${THEME.muted};">${escapeHtml(label)}</div>
 </td>`;
@@ -165,8 +168,8 @@ function moneyChangeHtml(change: string | null, percent: string | null, currency
 }
 
 function valueRow(label: string, value: string, extra: string): string {
-  return `<tr><td style="font-family:${THEME.font};font-size:14px;line-height:22px;color:${THEME.muted};padding:3px 0;">${escapeHtml(label)}</td>
-<td align="right" style="font-family:${THEME.font};font-size:15px;line-height:22px;color:${THEME.text};padding:3px 0;"><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
+  return `<tr><td style="font-size:14px;line-height:22px;color:${THEME.muted};padding:3px 0;">${escapeHtml(label)}</td>
+<td align="right" style="font-size:15px;line-height:22px;padding:3px 0;"><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
 }
 
 function moneyHtml(r: DriftReport): string {
