@@ -111,8 +111,8 @@ function categoryRow(c: CategoryMovement): string {
   const values = c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`;
   const delta = c.delta === null ? '' : `<span style="color:${t.color};font-weight:700;">${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
   const bars = (c.start !== null ? `<div style="margin:0 0 3px 0;">${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
-  // Font and colour come from the card's cell (see NESTED_FONT in layout.ts).
-  const td = `font-size:14px;line-height:20px;padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
+  // The font comes from the card's cell (see NESTED_FONT in layout.ts).
+  const td = `font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
   return `<tr>
   <td style="${td}padding-right:8px;">${escapeHtml(CATEGORY_LABELS[c.key])}</td>
   <td width="${BAR_WIDTH}" style="${td}width:${BAR_WIDTH}px;">${bars}</td>
@@ -169,7 +169,7 @@ function moneyChangeHtml(change: string | null, percent: string | null, currency
 
 function valueRow(label: string, value: string, extra: string): string {
   return `<tr><td style="font-size:14px;line-height:22px;color:${THEME.muted};padding:3px 0;">${escapeHtml(label)}</td>
-<td align="right" style="font-size:15px;line-height:22px;padding:3px 0;"><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
+<td align="right" style="font-size:15px;line-height:22px;color:${THEME.text};padding:3px 0;"><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
 }
 
 function moneyHtml(r: DriftReport): string {
