@@ -188,7 +188,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
   const limits = job === 'sync-quickbooks' ? qbo.report() : null;
   const print = await withDb(dbName, (db) => fingerprint(db.knex, job, NOW));
   const result = summarise(users, job, child, pgStats, sendgrid.accepted - sentBefore, floor, floorError, limits, sendgrid.bytes - bytesBefore);
-  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements, CPU ${child.cpuMs} ms (user ${child.cpuUserMs}, system ${child.cpuSystemMs}), ${result.emailsAccepted ? `${result.bytesPerEmail} bytes per email, ` : ''}load ${child.loadAverage}, others ${child.othersCpuPercent}% of the CPUs` +
+  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements, CPU ${child.cpuMs} ms (user ${child.cpuUserMs}, system ${child.cpuSystemMs}), waiting on SQL ${child.sqlBusyMs} ms (${Object.entries(child.sqlMsByVerb).map(([v, ms]) => `${v} ${ms}`).join(', ')}), ${result.emailsAccepted ? `${result.bytesPerEmail} bytes per email, ` : ''}load ${child.loadAverage}, others ${child.othersCpuPercent}% of the CPUs` +
     (result.floorMs ? `, floor ${result.floorMs} ms, ratio ${result.ratio}` : ''));
   return { result, print };
 }
@@ -226,6 +226,8 @@ function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbS
     startupCpuMs: child.startupCpuMs,
     cpuUserMs: child.cpuUserMs,
     cpuSystemMs: child.cpuSystemMs,
+    sqlBusyMs: child.sqlBusyMs,
+    sqlMsByVerb: child.sqlMsByVerb,
     gc: child.gc,
     loadAverage: child.loadAverage,
     othersCpuPercent: child.othersCpuPercent,

@@ -49,6 +49,10 @@ export interface ChildResult {
   /** Of cpuMs, in user space and in the kernel (system: socket writes to the loopbacks and PostgreSQL, mostly), ms. */
   cpuUserMs: number | null;
   cpuSystemMs: number | null;
+  /** Wall time with at least one SQL statement outstanding (the job waiting on PostgreSQL), ms. */
+  sqlBusyMs: number | null;
+  /** Summed latency of the statements by leading verb (issue to answer; overlapping ones each count), ms. */
+  sqlMsByVerb: Record<string, number>;
   /** Time in garbage collection (PerformanceObserver 'gc' entries), ms by kind, and how many. */
   gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number } | null;
   statementsByVerb: Record<string, number>;
@@ -119,7 +123,7 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
       clearTimeout(timer);
       clearInterval(poll);
       fs.closeSync(log);
-      const stats = readJson<{ statements: number; byVerb: Record<string, number>; vmHWMKb: number; cpuMs: number; cpuUserMs?: number; cpuSystemMs?: number; startupCpuMs: number | null; gc: ChildResult['gc'] }>(() => fs.readFileSync(statsFile, 'utf8'));
+      const stats = readJson<{ statements: number; byVerb: Record<string, number>; vmHWMKb: number; cpuMs: number; cpuUserMs?: number; cpuSystemMs?: number; sqlBusyMs?: number; msByVerb?: Record<string, number>; startupCpuMs: number | null; gc: ChildResult['gc'] }>(() => fs.readFileSync(statsFile, 'utf8'));
       const last = stdout.trim().split('\n').pop() ?? '';
       const summary = last ? readJson<Record<string, unknown>>(() => last) : null;
       const hwm = stats?.vmHWMKb ?? 0;
@@ -140,6 +144,8 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
         startupCpuMs: stats?.startupCpuMs ?? null,
         cpuUserMs: stats?.cpuUserMs ?? null,
         cpuSystemMs: stats?.cpuSystemMs ?? null,
+        sqlBusyMs: stats?.sqlBusyMs ?? null,
+        sqlMsByVerb: stats?.msByVerb ?? {},
         gc: stats?.gc ?? null,
         statementsByVerb: stats?.byVerb ?? {},
         summary,

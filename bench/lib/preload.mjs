@@ -20,6 +20,11 @@ if (out) {
   const byVerb = {};
   let total = 0;
   let startupCpuMs = null;
+  let outstanding = 0;
+  let busySince = 0;
+  let sqlBusyMs = 0;
+  const msByVerb = {};
+  const byStatement = {};
   const cpuMs = (c = process.cpuUsage()) => Math.round((c.user + c.system) / 1000);
   const gc = { minorMs: 0, majorMs: 0, incrementalMs: 0, otherMs: 0, count: 0 };
   const kinds = { [constants.NODE_PERFORMANCE_GC_MINOR]: 'minorMs', [constants.NODE_PERFORMANCE_GC_MAJOR]: 'majorMs', [constants.NODE_PERFORMANCE_GC_INCREMENTAL]: 'incrementalMs' };
@@ -37,12 +42,36 @@ if (out) {
     const verb = (/^\s*(?:\(\s*)?([a-zA-Z]+)/.exec(text)?.[1] ?? '?').toLowerCase();
     total++;
     byVerb[verb] = (byVerb[verb] ?? 0) + 1;
-    return original.apply(this, args);
+    // Wall time with at least one statement outstanding: what the job waits on PostgreSQL for.
+    if (outstanding++ === 0) busySince = performance.now();
+    const issued = performance.now();
+    const done = () => {
+      const ms = performance.now() - issued;
+      msByVerb[verb] = (msByVerb[verb] ?? 0) + ms;
+      const key = text.replace(/\s+/g, ' ').trim().slice(0, 70);
+      const s = (byStatement[key] ??= { count: 0, ms: 0 });
+      s.count++;
+      s.ms += ms;
+      if (--outstanding === 0) sqlBusyMs += performance.now() - busySince;
+    };
+    const last = args.length - 1;
+    if (typeof args[last] === 'function') {
+      const callback = args[last];
+      args[last] = function (...r) {
+        done();
+        return callback.apply(this, r);
+      };
+      return original.apply(this, args);
+    }
+    const result = original.apply(this, args);
+    if (result && typeof result.then === 'function') result.then(done, done);
+    else done();
+    return result;
   };
   process.on('exit', () => {
     const status = fs.readFileSync('/proc/self/status', 'utf8');
     const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
     for (const k of ['minorMs', 'majorMs', 'incrementalMs', 'otherMs']) gc[k] = Math.round(gc[k]);
-    fs.writeFileSync(out, JSON.stringify({ statements: total, byVerb, vmHWMKb: kb('VmHWM'), vmRSSKb: kb('VmRSS'), cpuMs: cpuMs(), cpuUserMs: Math.round(process.cpuUsage().user / 1000), cpuSystemMs: Math.round(process.cpuUsage().system / 1000), startupCpuMs, gc }));
+    fs.writeFileSync(out, JSON.stringify({ statements: total, byVerb, vmHWMKb: kb('VmHWM'), vmRSSKb: kb('VmRSS'), cpuMs: cpuMs(), cpuUserMs: Math.round(process.cpuUsage().user / 1000), cpuSystemMs: Math.round(process.cpuUsage().system / 1000), startupCpuMs, sqlBusyMs: Math.round(sqlBusyMs), slowest: Object.entries(byStatement).sort((a, b) => b[1].ms - a[1].ms).slice(0, 12).map(([sql, v]) => ({ sql, count: v.count, ms: Math.round(v.ms) })), msByVerb: Object.fromEntries(Object.entries(msByVerb).map(([k, v]) => [k, Math.round(v)])), gc }));
   });
 }

@@ -34,6 +34,9 @@ export interface JobResult {
   /** Of cpuMs, user and system (kernel) time, ms. */
   cpuUserMs?: number | null;
   cpuSystemMs?: number | null;
+  /** Wall time with a SQL statement outstanding, ms. */
+  sqlBusyMs?: number | null;
+  sqlMsByVerb?: Record<string, number>;
   /** Time in garbage collection, ms by kind, and how many collections. */
   gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number } | null;
   loadAverage: number;
