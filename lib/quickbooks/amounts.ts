@@ -18,8 +18,8 @@
 import { Decimal } from 'decimal.js';
 
 export interface Arithmetic<N> {
-  /** An amount's text → its value; undefined when it is no decimal number (`^-?\d+(\.\d+)?$` once trimmed). */
-  parse(text: string): N | undefined;
+  /** An amount's text (`text.slice(start, end)`) → its value; undefined when it is no decimal number (`^-?\d+(\.\d+)?$` once trimmed). */
+  parse(text: string, start: number, end: number): N | undefined;
   plus(a: N, b: N): N;
   minus(a: N, b: N): N;
   readonly zero: N;
@@ -30,8 +30,8 @@ export interface Arithmetic<N> {
 const AMOUNT = /^-?\d+(\.\d+)?$/;
 
 export const DECIMALS: Arithmetic<Decimal> = {
-  parse: (text) => {
-    const v = text.trim();
+  parse: (text, start, end) => {
+    const v = (start === 0 && end === text.length ? text : text.slice(start, end)).trim();
     return AMOUNT.test(v) ? new Decimal(v) : undefined;
   },
   plus: (a, b) => a.plus(b),
@@ -55,14 +55,15 @@ export const HUNDREDTHS: Arithmetic<number> = {
 };
 
 /**
- * "-1300.1" → -130010, without allocating (a charCode loop, no regex match or
- * substring). Accepts what the reference accepts with at most two decimals and 15
+ * "-1300.1" → -130010, read in place (a charCode loop over `value` from `start`
+ * to `stop`, no regex match or substring: the scanned report's amounts are never
+ * made into strings, report-scan.ts). Accepts what the reference accepts with at most two decimals and 15
  * digits: optional surrounding whitespace, an optional "-", digits, and optionally
  * a "." followed by one or two digits. Anything else throws NOT_HUNDREDTHS.
  */
-function parseHundredths(value: string): number {
-  let i = 0;
-  let end = value.length;
+function parseHundredths(value: string, start: number, stop: number): number {
+  let i = start;
+  let end = stop;
   // String#trim's whitespace is wider than this; a string with other blanks falls back.
   while (i < end && isBlank(value.charCodeAt(i))) i++;
   while (end > i && isBlank(value.charCodeAt(end - 1))) end--;

@@ -13,6 +13,7 @@ import { QuickBooksApiError, QuickBooksAuthError, QuickBooksParseError, QuickBoo
 import { HttpGetter, type HttpAnswer } from './http-get.ts';
 import { RealmLimiter } from './realm-limiter.ts';
 import type { QboReport } from './report-parser.ts';
+import { scanReport, type ScannedReport } from './report-scan.ts';
 
 export type ReportName = 'ProfitAndLoss' | 'BalanceSheet';
 
@@ -63,8 +64,14 @@ export class QuickBooksClient {
     return this.#realms.size;
   }
 
-  /** Fetches one report with monthly columns for start..end (inclusive dates, 'YYYY-MM-DD'). */
-  async report(realmId: string, accessToken: string, name: ReportName, range: { startDate: string; endDate: string }, options: { signal?: AbortSignal } = {}): Promise<QboReport> {
+  /**
+   * Fetches one report with monthly columns for start..end (inclusive dates, 'YYYY-MM-DD').
+   * With `scan`, the answer is read by report-scan.ts when it can be (the sync's
+   * path: its money cells stay in the text), else parsed as without.
+   */
+  report(realmId: string, accessToken: string, name: ReportName, range: { startDate: string; endDate: string }, options?: { signal?: AbortSignal }): Promise<QboReport>;
+  report(realmId: string, accessToken: string, name: ReportName, range: { startDate: string; endDate: string }, options: { signal?: AbortSignal; scan: true }): Promise<QboReport | ScannedReport>;
+  async report(realmId: string, accessToken: string, name: ReportName, range: { startDate: string; endDate: string }, options: { signal?: AbortSignal; scan?: boolean } = {}): Promise<QboReport | ScannedReport> {
     const signals = [this.#options.signal, options.signal].filter((x): x is AbortSignal => x !== undefined);
     const signal = signals.length ? AbortSignal.any(signals) : undefined;
     const url = new URL(`${this.#options.apiUrl}/v3/company/${encodeURIComponent(realmId)}/reports/${name}`);
@@ -75,7 +82,7 @@ export class QuickBooksClient {
       accounting_method: this.#options.accountingMethod,
       minorversion: MINOR_VERSION,
     }).toString();
-    const body = await pRetry(() => this.#attempt(url, accessToken, realmId, name, signal), {
+    const body = await pRetry(() => this.#attempt(url, accessToken, realmId, name, signal, options.scan === true), {
       retries: this.#options.retries ?? 4,
       minTimeout: this.#options.backoffMs ?? 250,
       factor: 2,
@@ -90,23 +97,23 @@ export class QuickBooksClient {
       },
     });
     if (!body || typeof body !== 'object') throw new QuickBooksParseError(`QuickBooks ${name} for realm ${realmId} is not a JSON object`);
-    return body as QboReport;
+    return body as QboReport | ScannedReport;
   }
 
   /** One HTTP call within the realm's limits (taken first) and the global one; the realm's window counts it from when it really starts. */
-  async #attempt(url: URL, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined): Promise<unknown> {
+  async #attempt(url: URL, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined, scan: boolean): Promise<unknown> {
     const slot = await this.#realms.acquire(realmId, signal);
     try {
       return await this.#global.add(() => {
         slot.start();
-        return this.#get(url, accessToken, realmId, name, signal);
+        return this.#get(url, accessToken, realmId, name, signal, scan);
       }, signal ? { signal } : {});
     } finally {
       slot.release();
     }
   }
 
-  async #get(url: URL, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined): Promise<unknown> {
+  async #get(url: URL, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined, scan: boolean): Promise<unknown> {
     this.calls++;
     const started = performance.now();
     let res: HttpAnswer;
@@ -127,7 +134,7 @@ export class QuickBooksClient {
     if (res.status >= 200 && res.status < 300) {
       if (this.#options.log.isDebugEnabled()) this.#options.log.debug('qbo:report:fetched', { realmId, report: name, status: res.status, intuitTid, ms: Math.round(performance.now() - started) });
       try {
-        return JSON.parse(text);
+        return (scan ? scanReport(text) : undefined) ?? JSON.parse(text);
       } catch {
         throw new QuickBooksParseError(`QuickBooks ${name} for realm ${realmId} is not JSON (intuit_tid ${intuitTid ?? 'none'})`);
       }

@@ -11,6 +11,7 @@
 import type { Decimal } from 'decimal.js';
 import { DECIMALS, HUNDREDTHS, type Arithmetic } from './amounts.ts';
 import { QuickBooksParseError } from './errors.ts';
+import { Cells, ScannedReport } from './report-scan.ts';
 
 export interface QboColData {
   value?: string;
@@ -140,7 +141,7 @@ export function amount(value: string | undefined, where: string): Decimal | null
 function amountOf<N>(arith: Arithmetic<N>, value: string | undefined, where: () => string): N | null {
   if (value === undefined || value === '') return null;
   if (typeof value !== 'string') throw new QuickBooksParseError(`${where()}: amount is a ${value === null ? 'null' : typeof value}, not a decimal string`);
-  const n = arith.parse(value);
+  const n = arith.parse(value, 0, value.length);
   if (n === undefined) throw new QuickBooksParseError(`${where()}: amount ${JSON.stringify(value.slice(0, 40))} is not a decimal number`);
   return n;
 }
@@ -153,7 +154,7 @@ export function sectionTotal(section: QboRow | undefined, column: number): Decim
 function totalOf<N>(arith: Arithmetic<N>, section: QboRow | undefined, column: number): N | null {
   if (!section) return null;
   const summary = section.Summary?.ColData;
-  if (summary) return amountOf(arith, summary[column]?.value, () => `section ${section.group ?? nameOf(section)}`);
+  if (summary) return amountAt(arith, summary, column, () => `section ${section.group ?? nameOf(section)}`);
   return sumOf(arith, section.Rows?.Row ?? [], column, ALL);
 }
 
@@ -168,8 +169,8 @@ function sumOf<N>(arith: Arithmetic<N>, rows: QboRow[], column: number, matches:
     let d: N | null = null;
     if (row.Rows?.Row || row.Summary) {
       d = matches(nameOf(row)) ? totalOf(arith, row, column) : sumOf(arith, row.Rows?.Row ?? [], column, matches);
-    } else if (row.ColData && matches(row.ColData[0]?.value ?? '')) {
-      d = amountOf(arith, row.ColData[column]?.value, () => `row ${row.ColData?.[0]?.value ?? '?'}`);
+    } else if (row.ColData && matches(cellValue(row.ColData, 0) ?? '')) {
+      d = amountAt(arith, row.ColData, column, () => `row ${cellValue(row.ColData, 0) ?? '?'}`);
     }
     if (d !== null) total = arith.plus(total ?? arith.zero, d);
   }
@@ -180,7 +181,25 @@ const ALL = () => true;
 
 /** A section's account name: its Header's first cell. */
 function nameOf(row: QboRow): string {
-  return row.Header?.ColData?.[0]?.value ?? row.ColData?.[0]?.value ?? '';
+  return cellValue(row.Header?.ColData, 0) ?? cellValue(row.ColData, 0) ?? '';
+}
+
+/** `cells[i]?.value`, for a parsed ColData list or a scanned one (report-scan.ts). */
+function cellValue(cells: QboColData[] | undefined, i: number): string | undefined {
+  if ((cells as unknown) instanceof Cells) return (cells as unknown as Cells).value(i);
+  return cells?.[i]?.value;
+}
+
+/** Cell i's amount; a scanned one is read in place, never made into a string. */
+function amountAt<N>(arith: Arithmetic<N>, cells: QboColData[], i: number, where: () => string): N | null {
+  if (!((cells as unknown) instanceof Cells)) return amountOf(arith, cells[i]?.value, where);
+  const scanned = cells as unknown as Cells;
+  const start = scanned.start(i);
+  const end = start < 0 ? start : scanned.end(i);
+  if (start === end) return null; // no value, or ""
+  const n = arith.parse(scanned.source, start, end);
+  if (n === undefined) throw new QuickBooksParseError(`${where()}: amount ${JSON.stringify(scanned.source.slice(start, Math.min(end, start + 40)))} is not a decimal number`);
+  return n;
 }
 
 const DEPRECIATION = /depreciation|amortization|amortisation/i;
@@ -255,7 +274,7 @@ const BALANCE_SHEET_TOTALS: Record<keyof BalanceSheetFigures, TotalOf[]> = {
 function findTotal(report: QboReport, candidates: TotalOf[]): QboRow | undefined {
   for (const { group, label } of candidates) {
     const found = findSection(report, group);
-    if (found && (!label || label.test((found.Summary?.ColData?.[0]?.value ?? '').trim()))) return found;
+    if (found && (!label || label.test((cellValue(found.Summary?.ColData, 0) ?? '').trim()))) return found;
   }
   return undefined;
 }
@@ -325,25 +344,37 @@ export function readEarly<F>(read: () => Array<PeriodColumn & { figures: F }>): 
 
 /**
  * The sync's path: parseProfitAndLoss's figures as stored, two-decimal text (what
- * their `toFixed(2)` gives), computed in integers of hundredths; a report those
- * cannot hold exactly (amounts.ts), or one that does not read, is read again with
- * decimal.js, which gives the exact text or the same error as parseProfitAndLoss.
+ * their `toFixed(2)` gives), computed in integers of hundredths, from a parsed
+ * report or a scanned one (report-scan.ts, amounts read in place); a report those
+ * cannot hold exactly (amounts.ts), or one that does not read, is read again from
+ * JSON.parse's tree with decimal.js, which gives the exact text or the same error
+ * as parseProfitAndLoss.
  */
-export function profitAndLossAsStored(report: QboReport): Array<PeriodColumn & { figures: ProfitAndLossFigures<string> }> {
+export function profitAndLossAsStored(report: QboReport | ScannedReport): Array<PeriodColumn & { figures: ProfitAndLossFigures<string> }> {
   try {
-    return readProfitAndLoss(report, HUNDREDTHS).map((col) => ({ index: col.index, start: col.start, end: col.end, figures: profitAndLossText(col.figures, HUNDREDTHS) }));
+    return readProfitAndLoss(treeOf(report), HUNDREDTHS).map((col) => ({ index: col.index, start: col.start, end: col.end, figures: profitAndLossText(col.figures, HUNDREDTHS) }));
   } catch {
-    return parseProfitAndLoss(report).map((col) => ({ index: col.index, start: col.start, end: col.end, figures: profitAndLossText(col.figures, DECIMALS) }));
+    return parseProfitAndLoss(parsed(report)).map((col) => ({ index: col.index, start: col.start, end: col.end, figures: profitAndLossText(col.figures, DECIMALS) }));
   }
 }
 
 /** parseBalanceSheet's figures as stored (see profitAndLossAsStored). */
-export function balanceSheetAsStored(report: QboReport): Array<PeriodColumn & { figures: BalanceSheetFigures<string> }> {
+export function balanceSheetAsStored(report: QboReport | ScannedReport): Array<PeriodColumn & { figures: BalanceSheetFigures<string> }> {
   try {
-    return readBalanceSheet(report, HUNDREDTHS).map((col) => ({ index: col.index, start: col.start, end: col.end, figures: balanceSheetText(col.figures, HUNDREDTHS) }));
+    return readBalanceSheet(treeOf(report), HUNDREDTHS).map((col) => ({ index: col.index, start: col.start, end: col.end, figures: balanceSheetText(col.figures, HUNDREDTHS) }));
   } catch {
-    return parseBalanceSheet(report).map((col) => ({ index: col.index, start: col.start, end: col.end, figures: balanceSheetText(col.figures, DECIMALS) }));
+    return parseBalanceSheet(parsed(report)).map((col) => ({ index: col.index, start: col.start, end: col.end, figures: balanceSheetText(col.figures, DECIMALS) }));
   }
+}
+
+/** The tree the fast path maps: a scanned report's (its ColData lists in the text) or the parsed one. */
+function treeOf(report: QboReport | ScannedReport): QboReport {
+  return report instanceof ScannedReport ? (report.tree as QboReport) : report;
+}
+
+/** The tree the reference mapping reads: JSON.parse's (a scanned report's text is valid JSON: the scanner is strict). */
+function parsed(report: QboReport | ScannedReport): QboReport {
+  return report instanceof ScannedReport ? (JSON.parse(report.text) as QboReport) : report;
 }
 
 function profitAndLossText<N>(f: ProfitAndLossFigures<N>, arith: Arithmetic<N>): ProfitAndLossFigures<string> {

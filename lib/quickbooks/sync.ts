@@ -113,7 +113,8 @@ async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate
       stop.abort();
       throw err;
     };
-    const get = (name: 'ProfitAndLoss' | 'BalanceSheet') => deps.client.report(c.realmId, token, name, window, { signal: stop.signal });
+    // `scan`: the money cells stay in the answer's text, read in place (report-scan.ts).
+    const get = (name: 'ProfitAndLoss' | 'BalanceSheet') => deps.client.report(c.realmId, token, name, window, { signal: stop.signal, scan: true });
     // Each report is read as soon as it arrives, so its JSON tree dies young instead of
     // waiting for the other one; one that cannot be read fails in the join, in the
     // same order as monthlyFigures (report-parser.ts, readEarly). The figures come as
