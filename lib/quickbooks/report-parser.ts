@@ -65,6 +65,8 @@ export interface BalanceSheetFigures<A = Decimal> {
 }
 
 const DATE = /^\d{4}-\d{2}-\d{2}$/;
+/** `?? NO_ROWS` rather than `?? []`: no new empty array per row visited. */
+const NO_ROWS: QboRow[] = Object.freeze([]) as unknown as QboRow[];
 
 /** The period columns, by metadata. A report of one Money column without dates covers the header's period. */
 export function periodColumns(report: QboReport): PeriodColumn[] {
@@ -117,7 +119,7 @@ function metaValue(meta: Array<{ Name?: string; Value?: string }>, name: string)
 /** The first section with this `group`, searched depth-first through every level. */
 export function findSection(report: QboReport, ...groups: string[]): QboRow | undefined {
   for (const group of groups) {
-    const found = search(report.Rows?.Row ?? [], group);
+    const found = search(report.Rows?.Row ?? NO_ROWS, group);
     if (found) return found;
   }
   return undefined;
@@ -126,7 +128,7 @@ export function findSection(report: QboReport, ...groups: string[]): QboRow | un
 function search(rows: QboRow[], group: string): QboRow | undefined {
   for (const row of rows) {
     if (row.group === group) return row;
-    const inner = search(row.Rows?.Row ?? [], group);
+    const inner = search(row.Rows?.Row ?? NO_ROWS, group);
     if (inner) return inner;
   }
   return undefined;
@@ -134,15 +136,26 @@ function search(rows: QboRow[], group: string): QboRow | undefined {
 
 /** Parses one amount: a decimal string, or "" (none). */
 export function amount(value: string | undefined, where: string): Decimal | null {
-  return amountOf(DECIMALS, value, () => where);
+  return amountOf(DECIMALS, value, where);
 }
 
-/** `where` names the amount in an error message; a function, so that no text is built per amount on the hot path. */
-function amountOf<N>(arith: Arithmetic<N>, value: string | undefined, where: () => string): N | null {
+/**
+ * `where` names the amount in an error message: the text, or the row it is in (a
+ * section's Summary or a data row), so that no text nor closure is made per amount
+ * on the hot path (they were a tenth of the mapping's garbage).
+ */
+type Where = string | { row: QboRow; summary: boolean };
+
+function whereText(where: Where): string {
+  if (typeof where === 'string') return where;
+  return where.summary ? `section ${where.row.group ?? nameOf(where.row)}` : `row ${cellValue(where.row.ColData, 0) ?? '?'}`;
+}
+
+function amountOf<N>(arith: Arithmetic<N>, value: string | undefined, where: Where): N | null {
   if (value === undefined || value === '') return null;
-  if (typeof value !== 'string') throw new QuickBooksParseError(`${where()}: amount is a ${value === null ? 'null' : typeof value}, not a decimal string`);
+  if (typeof value !== 'string') throw new QuickBooksParseError(`${whereText(where)}: amount is a ${value === null ? 'null' : typeof value}, not a decimal string`);
   const n = arith.parse(value, 0, value.length);
-  if (n === undefined) throw new QuickBooksParseError(`${where()}: amount ${JSON.stringify(value.slice(0, 40))} is not a decimal number`);
+  if (n === undefined) throw new QuickBooksParseError(`${whereText(where)}: amount ${JSON.stringify(value.slice(0, 40))} is not a decimal number`);
   return n;
 }
 
@@ -154,8 +167,8 @@ export function sectionTotal(section: QboRow | undefined, column: number): Decim
 function totalOf<N>(arith: Arithmetic<N>, section: QboRow | undefined, column: number): N | null {
   if (!section) return null;
   const summary = section.Summary?.ColData;
-  if (summary) return amountAt(arith, summary, column, () => `section ${section.group ?? nameOf(section)}`);
-  return sumOf(arith, section.Rows?.Row ?? [], column, ALL);
+  if (summary) return amountAt(arith, summary, column, section, true);
+  return sumOf(arith, section.Rows?.Row ?? NO_ROWS, column, ALL);
 }
 
 /** Sums the rows (at any depth) whose account name matches; a matching sub-section counts by its total. */
@@ -168,9 +181,9 @@ function sumOf<N>(arith: Arithmetic<N>, rows: QboRow[], column: number, matches:
   for (const row of rows) {
     let d: N | null = null;
     if (row.Rows?.Row || row.Summary) {
-      d = matches(nameOf(row)) ? totalOf(arith, row, column) : sumOf(arith, row.Rows?.Row ?? [], column, matches);
+      d = matches(nameOf(row)) ? totalOf(arith, row, column) : sumOf(arith, row.Rows?.Row ?? NO_ROWS, column, matches);
     } else if (row.ColData && matches(cellValue(row.ColData, 0) ?? '')) {
-      d = amountAt(arith, row.ColData, column, () => `row ${cellValue(row.ColData, 0) ?? '?'}`);
+      d = amountAt(arith, row.ColData, column, row, false);
     }
     if (d !== null) total = arith.plus(total ?? arith.zero, d);
   }
@@ -191,14 +204,14 @@ function cellValue(cells: QboColData[] | undefined, i: number): string | undefin
 }
 
 /** Cell i's amount; a scanned one is read in place, never made into a string. */
-function amountAt<N>(arith: Arithmetic<N>, cells: QboColData[], i: number, where: () => string): N | null {
-  if (!((cells as unknown) instanceof Cells)) return amountOf(arith, cells[i]?.value, where);
+function amountAt<N>(arith: Arithmetic<N>, cells: QboColData[], i: number, row: QboRow, summary: boolean): N | null {
+  if (!((cells as unknown) instanceof Cells)) return amountOf(arith, cells[i]?.value, { row, summary });
   const scanned = cells as unknown as Cells;
   const start = scanned.start(i);
   const end = start < 0 ? start : scanned.end(i);
   if (start === end) return null; // no value, or ""
   const n = arith.parse(scanned.source, start, end);
-  if (n === undefined) throw new QuickBooksParseError(`${where()}: amount ${JSON.stringify(scanned.source.slice(start, Math.min(end, start + 40)))} is not a decimal number`);
+  if (n === undefined) throw new QuickBooksParseError(`${whereText({ row, summary })}: amount ${JSON.stringify(scanned.source.slice(start, Math.min(end, start + 40)))} is not a decimal number`);
   return n;
 }
 
@@ -230,7 +243,7 @@ function readProfitAndLoss<N>(report: QboReport, arith: Arithmetic<N>): Array<Pe
     const operatingExpenses = total(expenses, i);
     const grossProfit = grossProfitSection ? total(grossProfitSection, i) : difference(revenue, cogs);
     const netOperatingIncome = noiSection ? total(noiSection, i) : difference(grossProfit, operatingExpenses);
-    const depreciationAndAmortization = sumOf(arith, expenses?.Rows?.Row ?? [], i, isDepreciation);
+    const depreciationAndAmortization = sumOf(arith, expenses?.Rows?.Row ?? NO_ROWS, i, isDepreciation);
     const ebitda = netOperatingIncome === null ? null : arith.plus(netOperatingIncome, depreciationAndAmortization ?? arith.zero);
     const netOther = netOtherSection ? total(netOtherSection, i) : difference(total(otherIncome, i), total(otherExpenses, i));
     const netIncome = netIncomeSection ? total(netIncomeSection, i) : netOperatingIncome === null ? null : arith.plus(netOperatingIncome, netOther ?? arith.zero);

@@ -17,28 +17,48 @@
  * reference mapping, so giving up costs time, never a different result.
  */
 
+/**
+ * The offsets of all the cells of one report, in one typed array: [start, end] of
+ * each cell's `value` string, in the order read. One array per report, not one per
+ * ColData list (a growing array per list was a seventh of the job's allocations).
+ */
+class CellStore {
+  data = new Int32Array(4096);
+  used = 0;
+
+  push(start: number, end: number): void {
+    if (this.used + 2 > this.data.length) {
+      const bigger = new Int32Array(this.data.length * 2);
+      bigger.set(this.data);
+      this.data = bigger;
+    }
+    this.data[this.used++] = start;
+    this.data[this.used++] = end;
+  }
+}
+
 /** A `ColData` list kept in the text: for cell i, the offsets of its `value` string, or -1 when it has none. */
 export class Cells {
   readonly source: string;
-  /** [start0, end0, start1, end1, …]: small integers, one packed array. */
-  readonly #offsets: number[];
+  readonly #store: CellStore;
+  /** Where this list's cells start in the store (in cells), and how many. */
+  readonly #first: number;
+  readonly length: number;
 
-  constructor(source: string, offsets: number[]) {
+  constructor(source: string, store: CellStore, first: number, length: number) {
     this.source = source;
-    this.#offsets = offsets;
-  }
-
-  get length(): number {
-    return this.#offsets.length / 2;
+    this.#store = store;
+    this.#first = first;
+    this.length = length;
   }
 
   /** Cell i's `value` start and end in `source` (start -1: no cell, or no value). */
   start(i: number): number {
-    return i < this.#offsets.length / 2 ? this.#offsets[2 * i]! : -1;
+    return i < this.length ? this.#store.data[2 * (this.#first + i)]! : -1;
   }
 
   end(i: number): number {
-    return this.#offsets[2 * i + 1]!;
+    return this.#store.data[2 * (this.#first + i) + 1]!;
   }
 
   /** Cell i's `value`, as JSON.parse would give `ColData[i]?.value`. */
@@ -58,6 +78,10 @@ export class ScannedReport {
     this.text = text;
   }
 }
+
+/** The keys of Intuit's reports; matched with both quotes, so "Row" is not taken for "Rows". */
+const KEYS = ['ColData', 'value', 'type', 'Rows', 'Row', 'group', 'Header', 'Summary', 'id', 'ColTitle', 'ColType', 'MetaData', 'Name', 'Value', 'Column', 'Columns'];
+const QUOTED_KEYS = KEYS.map((k) => `"${k}"`);
 
 /** Thrown inside the scanner when the text leaves the shape it reads; caught by scanReport. */
 const GIVE_UP = new Error('not a report the scanner reads');
@@ -80,6 +104,7 @@ export function scanReport(text: string): ScannedReport | undefined {
 class Scanner {
   readonly s: string;
   pos = 0;
+  readonly store = new CellStore();
 
   constructor(s: string) {
     this.s = s;
@@ -126,7 +151,7 @@ class Scanner {
     for (;;) {
       this.ws();
       if (this.s.charCodeAt(this.pos) !== 34) throw GIVE_UP;
-      const key = this.string();
+      const key = this.key();
       // An own `__proto__` (what JSON.parse makes) cannot be made by assignment.
       if (key === '__proto__') throw GIVE_UP;
       this.expect(58); // ':'
@@ -153,6 +178,17 @@ class Scanner {
       if (c === 93) return a; // ']'
       if (c !== 44) throw GIVE_UP;
     }
+  }
+
+  /** An object key: one of the report's usual keys without making a new string (JSON.parse interns keys), else string(). */
+  key(): string {
+    for (let k = 0; k < QUOTED_KEYS.length; k++) {
+      if (this.s.startsWith(QUOTED_KEYS[k]!, this.pos)) {
+        this.pos += QUOTED_KEYS[k]!.length;
+        return KEYS[k]!;
+      }
+    }
+    return this.string();
   }
 
   /** A string at '"'; escapes are decoded by JSON.parse (rare in a report). */
@@ -209,12 +245,13 @@ class Scanner {
    */
   cells(): Cells {
     const s = this.s;
-    const offsets: number[] = [];
+    const store = this.store;
+    const first = store.used / 2;
     this.expect(91); // '['
     this.ws();
     if (s.charCodeAt(this.pos) === 93) {
       this.pos++;
-      return new Cells(s, offsets);
+      return new Cells(s, store, first, 0);
     }
     for (;;) {
       this.ws();
@@ -243,10 +280,10 @@ class Scanner {
       } else {
         [start, end] = this.cell();
       }
-      offsets.push(start, end);
+      store.push(start, end);
       this.ws();
       const c = s.charCodeAt(this.pos++);
-      if (c === 93) return new Cells(s, offsets);
+      if (c === 93) return new Cells(s, store, first, store.used / 2 - first);
       if (c !== 44) throw GIVE_UP;
     }
   }
