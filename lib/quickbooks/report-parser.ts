@@ -116,6 +116,15 @@ function metaValue(meta: Array<{ Name?: string; Value?: string }>, name: string)
   return found ? value : undefined;
 }
 
+/**
+ * The rows as an array, as `for…of` would walk them (a string by characters, a
+ * non-iterable throws): the hot loops index the array, because a `for…of` there
+ * allocated an iterator per list walked (7% of the job's allocated bytes).
+ */
+function asList(rows: QboRow[]): QboRow[] {
+  return Array.isArray(rows) ? rows : [...(rows as Iterable<QboRow>)];
+}
+
 /** The first section with this `group`, searched depth-first through every level. */
 export function findSection(report: QboReport, ...groups: string[]): QboRow | undefined {
   for (const group of groups) {
@@ -126,7 +135,9 @@ export function findSection(report: QboReport, ...groups: string[]): QboRow | un
 }
 
 function search(rows: QboRow[], group: string): QboRow | undefined {
-  for (const row of rows) {
+  const list = asList(rows);
+  for (let i = 0; i < list.length; i++) {
+    const row = list[i]!;
     if (row.group === group) return row;
     const inner = search(row.Rows?.Row ?? NO_ROWS, group);
     if (inner) return inner;
@@ -178,7 +189,9 @@ export function sumRows(rows: QboRow[], column: number, matches: (name: string) 
 
 function sumOf<N>(arith: Arithmetic<N>, rows: QboRow[], column: number, matches: (name: string) => boolean): N | null {
   let total: N | null = null;
-  for (const row of rows) {
+  const list = asList(rows);
+  for (let i = 0; i < list.length; i++) {
+    const row = list[i]!;
     let d: N | null = null;
     if (row.Rows?.Row || row.Summary) {
       d = matches(nameOf(row)) ? totalOf(arith, row, column) : sumOf(arith, row.Rows?.Row ?? NO_ROWS, column, matches);

@@ -79,10 +79,6 @@ export class ScannedReport {
   }
 }
 
-/** The keys of Intuit's reports; matched with both quotes, so "Row" is not taken for "Rows". */
-const KEYS = ['ColData', 'value', 'type', 'Rows', 'Row', 'group', 'Header', 'Summary', 'id', 'ColTitle', 'ColType', 'MetaData', 'Name', 'Value', 'Column', 'Columns'];
-const QUOTED_KEYS = KEYS.map((k) => `"${k}"`);
-
 /** Thrown inside the scanner when the text leaves the shape it reads; caught by scanReport. */
 const GIVE_UP = new Error('not a report the scanner reads');
 
@@ -151,7 +147,7 @@ class Scanner {
     for (;;) {
       this.ws();
       if (this.s.charCodeAt(this.pos) !== 34) throw GIVE_UP;
-      const key = this.key();
+      const key = this.string();
       // An own `__proto__` (what JSON.parse makes) cannot be made by assignment.
       if (key === '__proto__') throw GIVE_UP;
       this.expect(58); // ':'
@@ -178,17 +174,6 @@ class Scanner {
       if (c === 93) return a; // ']'
       if (c !== 44) throw GIVE_UP;
     }
-  }
-
-  /** An object key: one of the report's usual keys without making a new string (JSON.parse interns keys), else string(). */
-  key(): string {
-    for (let k = 0; k < QUOTED_KEYS.length; k++) {
-      if (this.s.startsWith(QUOTED_KEYS[k]!, this.pos)) {
-        this.pos += QUOTED_KEYS[k]!.length;
-        return KEYS[k]!;
-      }
-    }
-    return this.string();
   }
 
   /** A string at '"'; escapes are decoded by JSON.parse (rare in a report). */
