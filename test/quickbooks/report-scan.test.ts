@@ -109,6 +109,13 @@ describe('QuickBooks report scanner', function () {
     for (const text of ['', ' ', '{', '{}x', '{"a":tru}', '{"a":01}', '{"a":1.}', '{"a":-}', '{"a":"\u0000"}', '{"ColData":[{"value":"1"}', '{"ColData":[{"value":"1",}]}', '{"a":"\\q"}', '\ufeff{}', '{"a":1e}', '{"ColData":[{"value":"1\u0001"}]}', '{"ColData":[{"value":"1\\n"}]}', '{"ColData":[{"id":"1\u0001"}]}']) agreesWithJsonParse(text);
   });
 
+  it('reads a report of more cells than its first scratch array holds, and the next report after it', () => {
+    const many = JSON.stringify({ Header: {}, Rows: { Row: Array.from({ length: 300 }, (_, r) => ({ type: 'Data', ColData: Array.from({ length: 30 }, (_, i) => ({ value: `${r}.${i % 10}` })) })) } });
+    agreesWithJsonParse(many);
+    expect(scanReport(many)).to.not.equal(undefined);
+    for (const text of generated) agreesWithJsonParse(text);
+  });
+
   it('keeps an own __proto__ key out of reach by giving up', () => {
     expect(scanReport('{"__proto__":{"polluted":1},"Rows":{}}')).to.equal(undefined);
     expect(({} as Record<string, unknown>).polluted).to.equal(undefined);
