@@ -36,8 +36,8 @@ export class HttpGetter {
     this.#agent = new Agent({ connections: options.maxSockets });
   }
 
-  /** GETs `url` and reads the whole answer within `timeoutMs`. */
-  async get(url: URL, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<HttpAnswer> {
+  /** GETs `url` (a URL, or its origin and path with the query) and reads the whole answer within `timeoutMs`. */
+  async get(url: URL | { origin: string; path: string }, headers: Record<string, string>, timeoutMs: number, signal?: AbortSignal): Promise<HttpAnswer> {
     if (signal?.aborted) throw signal.reason;
     // One controller for the deadline and the caller's signal (no composite signal to register).
     const stop = new AbortController();
@@ -49,7 +49,8 @@ export class HttpGetter {
     const onAbort = () => stop.abort();
     signal?.addEventListener('abort', onAbort, { once: true });
     try {
-      const res = await this.#agent.request({ origin: url.origin, path: url.pathname + url.search, method: 'GET', headers, signal: stop.signal });
+      const path = url instanceof URL ? url.pathname + url.search : url.path;
+      const res = await this.#agent.request({ origin: url.origin, path, method: 'GET', headers, signal: stop.signal });
       const text = await res.body.text();
       return { status: res.statusCode, headers: res.headers, text };
     } catch (err) {

@@ -17,6 +17,7 @@
  * connection is not redone: it fails every integration of the batch and stops
  * the run.
  */
+import type { Decimal } from 'decimal.js';
 import type { Knex } from 'knex';
 import { isConnectionError } from '../errors.ts';
 import { upsertQuickBooksPeriodsMany, type PeriodValues, type UpsertCounts } from '../sql/financial-periods.ts';
@@ -31,7 +32,8 @@ export const SYNC_FAILED_EVENT = 'quickbooks_sync_failed';
 /** One successful sync, fetched and mapped, ready to be stored. */
 export interface SyncedIntegration {
   candidate: SyncCandidate;
-  months: MonthFigures[];
+  /** Exact decimals, or their two-decimal text as the sync maps them (report-parser.ts, the AsStored functions). */
+  months: Array<MonthFigures<Decimal | string>>;
   window: { startDate: string; endDate: string };
 }
 
@@ -137,7 +139,7 @@ export class SyncWriter {
   }
 }
 
-function toPeriod(m: MonthFigures): PeriodValues {
+function toPeriod(m: MonthFigures<Decimal | string>): PeriodValues {
   return {
     periodStart: m.periodStart,
     periodEnd: m.periodEnd,

@@ -13,7 +13,7 @@ import { redact } from '../telemetry/redact.ts';
 import type { QuickBooksClient } from './client.ts';
 import { QuickBooksAuthError, QuickBooksClientError, QuickBooksParseError, QuickBooksReauthError } from './errors.ts';
 import type { TokenEndpoint } from './oauth.ts';
-import { joinMonthlyFigures, parseBalanceSheet, parseProfitAndLoss, readEarly, type BalanceSheetFigures, type MonthFigures, type ProfitAndLossFigures, type ReadReport } from './report-parser.ts';
+import { balanceSheetAsStored, joinMonthlyFigures, profitAndLossAsStored, readEarly, type BalanceSheetFigures, type MonthFigures, type ProfitAndLossFigures, type ReadReport } from './report-parser.ts';
 import { TokenDecryptError } from './token-crypto.ts';
 import { SYNC_FAILED_EVENT, writeSyncs, type SyncWriter } from './sync-writes.ts';
 import { currentAccessToken, decrypt, refreshAccessToken, type TokenKeys } from './tokens.ts';
@@ -69,7 +69,7 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
   if (!deps.force && c.lastSyncAt && deps.now.getTime() - c.lastSyncAt.getTime() < SKIP_WITHIN_MS) return { ...base, status: 'skipped' };
   const window = fetchWindow(deps.now, c.latestQuickBooksPeriod);
 
-  let months: MonthFigures[];
+  let months: Array<MonthFigures<string>>;
   try {
     if (deps.dryRun) {
       // A dry run calls neither the token endpoint nor the API: it checks the tokens
@@ -102,9 +102,9 @@ function childLog(deps: SyncDeps, c: SyncCandidate): Logger {
 }
 
 /** Token, both reports (a 401 refreshes once and retries once), monthly figures. */
-async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate: string; endDate: string }): Promise<MonthFigures[]> {
+async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate: string; endDate: string }): Promise<Array<MonthFigures<string>>> {
   const tokenDeps = { db: deps.db, endpoint: deps.endpoint, keys: deps.keys, now: deps.now };
-  const fetchBoth = async (token: string): Promise<[ReadReport<ProfitAndLossFigures>, ReadReport<BalanceSheetFigures>]> => {
+  const fetchBoth = async (token: string): Promise<[ReadReport<ProfitAndLossFigures<string>>, ReadReport<BalanceSheetFigures<string>>]> => {
     // When one report fails, the other is stopped: nothing of this sync outlives it.
     const stop = new AbortController();
     let first: unknown;
@@ -113,18 +113,20 @@ async function fetchMonths(deps: SyncDeps, c: SyncCandidate, window: { startDate
       stop.abort();
       throw err;
     };
-    const get = (name: 'ProfitAndLoss' | 'BalanceSheet') => deps.client.report(c.realmId, token, name, window, { signal: stop.signal });
+    // `scan`: the money cells stay in the answer's text, read in place (report-scan.ts).
+    const get = (name: 'ProfitAndLoss' | 'BalanceSheet') => deps.client.report(c.realmId, token, name, window, { signal: stop.signal, scan: true });
     // Each report is read as soon as it arrives, so its JSON tree dies young instead of
     // waiting for the other one; one that cannot be read fails in the join, in the
-    // same order as monthlyFigures (report-parser.ts, readEarly).
-    const pnl = get('ProfitAndLoss').then((r) => readEarly(() => parseProfitAndLoss(r)), failed);
-    const bs = get('BalanceSheet').then((r) => readEarly(() => parseBalanceSheet(r)), failed);
+    // same order as monthlyFigures (report-parser.ts, readEarly). The figures come as
+    // the two-decimal text that is stored (computed in integers of hundredths).
+    const pnl = get('ProfitAndLoss').then((r) => readEarly(() => profitAndLossAsStored(r)), failed);
+    const bs = get('BalanceSheet').then((r) => readEarly(() => balanceSheetAsStored(r)), failed);
     const settled = await Promise.allSettled([pnl, bs]);
     if (first !== undefined) throw first;
-    return [(settled[0] as PromiseFulfilledResult<ReadReport<ProfitAndLossFigures>>).value, (settled[1] as PromiseFulfilledResult<ReadReport<BalanceSheetFigures>>).value];
+    return [(settled[0] as PromiseFulfilledResult<ReadReport<ProfitAndLossFigures<string>>>).value, (settled[1] as PromiseFulfilledResult<ReadReport<BalanceSheetFigures<string>>>).value];
   };
   let token = await currentAccessToken(tokenDeps, c);
-  let reports: [ReadReport<ProfitAndLossFigures>, ReadReport<BalanceSheetFigures>];
+  let reports: [ReadReport<ProfitAndLossFigures<string>>, ReadReport<BalanceSheetFigures<string>>];
   try {
     reports = await fetchBoth(token);
   } catch (err) {

@@ -10,11 +10,11 @@ import type { Knex } from 'knex';
 export const PERIOD_FIELDS = ['revenue', 'cogs', 'gross_profit', 'operating_expenses', 'ebitda', 'net_income', 'total_assets', 'total_liabilities', 'equity', 'cash'] as const;
 export type PeriodField = (typeof PERIOD_FIELDS)[number];
 
-/** One month to store; amounts as exact decimals or null. */
+/** One month to store; amounts as exact decimals, as their two-decimal text (`toFixed(2)`, what is stored), or null. */
 export interface PeriodValues {
   periodStart: string;
   periodEnd: string;
-  values: Record<PeriodField, Decimal | null>;
+  values: Record<PeriodField, Decimal | string | null>;
 }
 
 export interface UpsertCounts {
@@ -95,7 +95,10 @@ export async function upsertQuickBooksPeriodsMany(db: Knex, companies: Array<{ c
     counts.set(companyId, { ...NO_MONTHS });
     for (const p of periods) {
       const row: Record<string, string | null> = { company_id: companyId, period_start: p.periodStart, period_end: p.periodEnd };
-      for (const f of PERIOD_FIELDS) row[f] = p.values[f]?.toFixed(2) ?? null;
+      for (const f of PERIOD_FIELDS) {
+        const v = p.values[f];
+        row[f] = v === null ? null : typeof v === 'string' ? v : v.toFixed(2);
+      }
       months.push(row);
     }
   }

@@ -11,7 +11,7 @@ import { expect } from 'chai';
 import { Decimal } from 'decimal.js';
 import fc from 'fast-check';
 import { QuickBooksParseError } from '../../lib/quickbooks/errors.ts';
-import { monthlyFigures, parseBalanceSheet, parseProfitAndLoss, type QboColData, type QboReport, type QboRow } from '../../lib/quickbooks/report-parser.ts';
+import { balanceSheetAsStored, monthlyFigures, parseBalanceSheet, parseProfitAndLoss, profitAndLossAsStored, type QboColData, type QboReport, type QboRow } from '../../lib/quickbooks/report-parser.ts';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 150);
 
@@ -285,6 +285,30 @@ describe('QuickBooks report parser (properties)', function () {
         );
       }),
       { numRuns: RUNS },
+    );
+  });
+
+  it('the sync\'s path (integers of hundredths) gives the stored text of the decimal figures, or the same error', () => {
+    // Amounts up to 15 digits (exact in hundredths) and beyond, whose sums can pass 2^53: the
+    // path must fall back to decimal.js there and still give toFixed(2) of the exact figure.
+    const wide: fc.Arbitrary<Amount> = fc.bigInt({ min: -(10n ** 17n), max: 10n ** 17n }).map((cents) => {
+      const d = new Decimal(cents.toString()).div(100);
+      return { text: d.toFixed(2), value: d };
+    });
+    const amounts = fc.oneof({ weight: 8, arbitrary: validAmount }, { weight: 3, arbitrary: wide }, { weight: 1, arbitrary: invalidAmount });
+    const outcome = (read: () => Array<{ index: number; figures: object }>, text: (v: never) => string | null) => {
+      try {
+        return read().map((col) => [col.index, Object.entries(col.figures).map(([k, v]) => [k, v === null ? null : text(v as never)])]);
+      } catch (err) {
+        return { error: (err as Error).constructor.name, message: (err as Error).message };
+      }
+    };
+    fc.assert(
+      fc.property(reportArb('ProfitAndLoss', PNL_GROUPS, amounts), reportArb('BalanceSheet', BS_GROUPS, amounts), (pnl, bs) => {
+        expect(outcome(() => profitAndLossAsStored(pnl.report), (v: string) => v)).to.deep.equal(outcome(() => parseProfitAndLoss(pnl.report), (v: Decimal) => v.toFixed(2)));
+        expect(outcome(() => balanceSheetAsStored(bs.report), (v: string) => v)).to.deep.equal(outcome(() => parseBalanceSheet(bs.report), (v: Decimal) => v.toFixed(2)));
+      }),
+      { numRuns: RUNS * 4 },
     );
   });
 
