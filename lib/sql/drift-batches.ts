@@ -1,6 +1,7 @@
 /**
- * The job's items, in batches, read set-based: pages of ~500 companies (keyset on
- * id), each page's facts loaded with one statement per fact, and the owners who
+ * The job's items, in batches, read set-based: pages of 250 companies (keyset on
+ * id, read 20 pages at a time), each page's facts loaded with one statement per fact
+ * (signals: one per 20 pages), and the owners who
  * receive the reports loaded with one more. Memory stays flat however many
  * companies there are.
  */
@@ -10,6 +11,7 @@ import {
   loadCompanyFacts,
   reportRecipients,
   reportsOwingEmailPage,
+  signalFacts,
   DRIFT_BATCH_SIZE,
   type ActiveCompany,
   type CompanyScope,
@@ -31,18 +33,33 @@ export interface OwedItem extends OwedReport {
   recipients: ReportRecipient[];
 }
 
+/**
+ * Pages whose signal facts are read in one statement. The product schema has no
+ * index on signals.company_id (only the partial one of open signals), so reading a
+ * page's signals scans the whole table: 358 scans in a 1M-user run, 10 ms each on
+ * the generated data, 166 ms each once detect-inactivity had added its signals
+ * (59.6 s of SQL time in the run; bench/FINDINGS.md, round three). One scan per
+ * block of pages instead, whose figures stay within the block: memory is flat.
+ */
+export const PAGES_PER_SIGNAL_SCAN = 20;
+
 /** Yields the active companies in scope, a page at a time, with what is needed to report on them. */
 export async function* companyBatches(db: Knex, period: DriftPeriod, scope: CompanyScope, batchSize = DRIFT_BATCH_SIZE): AsyncGenerator<CompanyItem[]> {
+  const blockSize = batchSize * PAGES_PER_SIGNAL_SCAN;
   let after = '';
   for (;;) {
-    const page = await activeCompaniesPage(db, period, scope, after, batchSize);
-    if (!page.length) return;
-    after = page[page.length - 1]!.id;
-    const todo = page.filter((c) => !c.hasReport);
-    const facts = await loadCompanyFacts(db, todo, period);
-    const recipients = await reportRecipients(db, todo.map((c) => c.id));
-    yield page.map((company) => ({ company, facts: facts.get(company.id) ?? null, recipients: recipients.get(company.id) ?? [] }));
-    if (page.length < batchSize) return;
+    const block = await activeCompaniesPage(db, period, scope, after, blockSize);
+    if (!block.length) return;
+    after = block[block.length - 1]!.id;
+    const signals = await signalFacts(db, block.filter((c) => !c.hasReport).map((c) => c.id), period);
+    for (let start = 0; start < block.length; start += batchSize) {
+      const page = block.slice(start, start + batchSize);
+      const todo = page.filter((c) => !c.hasReport);
+      const facts = await loadCompanyFacts(db, todo, period, signals);
+      const recipients = await reportRecipients(db, todo.map((c) => c.id));
+      yield page.map((company) => ({ company, facts: facts.get(company.id) ?? null, recipients: recipients.get(company.id) ?? [] }));
+    }
+    if (block.length < blockSize) return;
   }
 }
 

@@ -171,7 +171,8 @@ async function taskFacts(db: Knex, ids: string[], period: DriftPeriod): Promise<
 }
 
 /** Returns, per company with signals: signals created in the period by severity, and signals resolved in the period. */
-async function signalFacts(db: Knex, ids: string[], period: DriftPeriod): Promise<Map<string, CompanyFacts['signals']>> {
+export async function signalFacts(db: Knex, ids: string[], period: DriftPeriod): Promise<Map<string, CompanyFacts['signals']>> {
+  if (!ids.length) return new Map();
   const { rows } = await db.raw<{ rows: Array<{ company_id: string; critical: number; high: number; medium: number; low: number; resolved: number }> }>(
     `select s.company_id,
             count(*) filter (where s.created_at >= ? and s.created_at < ? and s.severity = 'CRITICAL')::int8 as critical,
@@ -209,7 +210,11 @@ async function financialFacts(db: Knex, ids: string[], period: DriftPeriod): Pro
 }
 
 /** Loads the engine's facts for a batch of companies: one statement per fact. */
-export async function loadCompanyFacts(db: Knex, companies: Array<{ id: string; name: string }>, period: DriftPeriod): Promise<Map<string, CompanyFacts>> {
+/**
+ * `signals`: the signal facts of these companies when the caller read them already
+ * for a larger set (signalFacts has no index to use: see companyBatches).
+ */
+export async function loadCompanyFacts(db: Knex, companies: Array<{ id: string; name: string }>, period: DriftPeriod, signalsRead?: Map<string, CompanyFacts['signals']>): Promise<Map<string, CompanyFacts>> {
   const ids = companies.map((c) => c.id);
   const out = new Map<string, CompanyFacts>();
   if (!ids.length) return out;
@@ -217,7 +222,7 @@ export async function loadCompanyFacts(db: Knex, companies: Array<{ id: string; 
   const bri = await assessmentFacts(db, ids, period);
   const valuation = await valuationFacts(db, ids, period);
   const tasks = await taskFacts(db, ids, period);
-  const signals = await signalFacts(db, ids, period);
+  const signals = signalsRead ?? (await signalFacts(db, ids, period));
   const financials = await financialFacts(db, ids, period);
   for (const c of companies) {
     out.set(c.id, {

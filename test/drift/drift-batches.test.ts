@@ -3,7 +3,8 @@
  * facts cost a fixed number of statements however many companies it holds.
  */
 import { expect } from 'chai';
-import { companyBatches, owedReportBatches } from '../../lib/sql/drift-batches.ts';
+import { companyBatches, owedReportBatches, type CompanyItem } from '../../lib/sql/drift-batches.ts';
+import { aSignal } from './helpers.ts';
 import { periodOf } from '../../lib/drift/period.ts';
 import { eachBackend } from '../support/db.ts';
 import { anOwnedCompany } from '../support/factories.ts';
@@ -47,9 +48,32 @@ describe('drift batches', () => {
       const small = await statements(() => collect(companyBatches(db().knex, FEB, ONE_SHARD)));
       for (let i = 0; i < 9; i++) await anOwnedCompany(db().knex);
       const large = await statements(() => collect(companyBatches(db().knex, FEB, ONE_SHARD)));
-      // one page, five facts, one recipients
+      // one page, five facts (signals read once for up to PAGES_PER_SIGNAL_SCAN pages), one recipients
       expect(small).to.equal(7);
       expect(large).to.equal(small);
+    });
+
+    it('reads the signals of many pages with one statement (signals has no index on company_id), each page with its own figures', async () => {
+      const ids: string[] = [];
+      for (let i = 0; i < 5; i++) ids.push((await anOwnedCompany(db().knex)).company.id);
+      const last = [...ids].sort()[4]!; // on the third page of two
+      await aSignal(db().knex, last, { severity: 'HIGH', created_at: new Date('2026-02-10T00:00:00Z') });
+      await aSignal(db().knex, last, { created_at: new Date('2026-01-10T00:00:00Z'), resolved_at: new Date('2026-02-12T00:00:00Z') });
+      await aSignal(db().knex, last, { severity: 'LOW', created_at: new Date('2026-03-01T00:00:00Z') }); // after the period
+      const signalReads: string[] = [];
+      const onQuery = (q: { sql: string }) => /\bfrom signals\b/.test(q.sql) && signalReads.push(q.sql);
+      db().knex.on('query', onQuery);
+      let pages: Awaited<ReturnType<typeof collect<CompanyItem>>>;
+      try {
+        pages = await collect(companyBatches(db().knex, FEB, ONE_SHARD, 2));
+      } finally {
+        db().knex.removeListener('query', onQuery);
+      }
+      expect(pages.map((p) => p.length)).to.deep.equal([2, 2, 1]);
+      expect(signalReads).to.have.length(1);
+      const facts = Object.fromEntries(pages.flat().map((c) => [c.company.id, c.facts!.signals]));
+      expect(facts[last]).to.deep.equal({ opened: { CRITICAL: 0, HIGH: 1, MEDIUM: 0, LOW: 0 }, resolved: 1 });
+      for (const id of ids.filter((x) => x !== last)) expect(facts[id]).to.deep.equal({ opened: {}, resolved: 0 });
     });
 
     it('pages through reports still owing email, skipping deleted companies', async () => {
