@@ -24,7 +24,7 @@ import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutboxTransport } from './outbox.ts';
 import { SendGridTransport } from './sendgrid.ts';
-import { OutcomeUnknownError, type Transport } from './transport.ts';
+import { OutcomeUnknownError, type Transport, type TransportMessage } from './transport.ts';
 
 export type EmailType = 'DRIFT_REPORT' | 'INACTIVITY_NUDGE';
 
@@ -77,6 +77,9 @@ export interface SendOptions {
 
 /** What an email is without its content: enough to claim its key. */
 export type EmailHead = Omit<OutgoingEmail, 'subject' | 'html' | 'text'>;
+
+/** An email's content. */
+export type EmailContent = Pick<OutgoingEmail, 'subject' | 'html' | 'text'>;
 
 /**
  * An email of `sendMany`: whole, or its head and a `render` called only when it is
@@ -170,31 +173,40 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     return stale;
   };
 
-  /** Delivers one message through the transport, with retries; returns the provider's id. */
-  const deliver = async (email: OutgoingEmail, logId: string): Promise<string | null> => {
+  /**
+   * Delivers one message through the transport, with retries; returns the provider's id.
+   * `content` is called once a slot is free, so that only the emails in flight are
+   * rendered: 8 × CLAIM_CHUNK_PER_CONCURRENCY rendered at once (a drift report is
+   * 17 kB of HTML) outlived scavenges while they queued, and were promoted.
+   */
+  const deliver = async (email: EmailHead, content: () => EmailContent, logId: string): Promise<string | null> => {
     // An unusable address (users.email is NOT NULL, but may be '' or garbage) fails
     // this email only, before any transport: SendGrid would refuse it (400) only
     // after a round trip, and an outbox file for it would be useless.
     if (!isPlausibleAddress(email.to)) throw new PermanentError(`invalid recipient address ${JSON.stringify(email.to.slice(0, 100))}`);
-    const message = {
-      to: email.to,
-      from: config.email.from,
-      subject: email.subject,
-      html: email.html,
-      text: email.text,
-      categories: [CATEGORIES[email.type]],
-      customArgs: { idempotency_key: email.idempotencyKey, email_type: email.type, email_log_id: logId },
-      headers: {
-        'List-Unsubscribe': `<${oneClickUnsubscribeUrl(config.appBaseUrl, logId)}>`,
-        'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
-      },
-      idempotencyKey: email.idempotencyKey,
+    const buildMessage = (): TransportMessage => {
+      const { subject, html, text } = content();
+      return {
+        to: email.to,
+        from: config.email.from,
+        subject,
+        html,
+        text,
+        categories: [CATEGORIES[email.type]],
+        customArgs: { idempotency_key: email.idempotencyKey, email_type: email.type, email_log_id: logId },
+        headers: {
+          'List-Unsubscribe': `<${oneClickUnsubscribeUrl(config.appBaseUrl, logId)}>`,
+          'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+        },
+        idempotencyKey: email.idempotencyKey,
+      };
     };
     const result = await queue.add(() => {
       // Waiting for a slot when the run was asked to stop: not started, so not sent.
       // Starting it would cost a whole attempt (up to EMAIL_TIMEOUT_MS) per slot
       // round, which could outlast the pod's termination grace period.
       if (signal.aborted) throw new StoppedBeforeSendError(STOPPED_BEFORE_SEND);
+      const message = buildMessage();
       return pRetry(
         async () => {
           try {
@@ -273,14 +285,15 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
    * record as SENT, or the final answer (failed, recorded FAILED; or a dry run's
    * "would send", which records nothing more).
    */
-  const attempt = async (email: OutgoingEmail, logId: string): Promise<{ messageId: string | null } | { result: SendResult }> => {
+  const attempt = async (email: EmailHead, content: () => EmailContent, logId: string): Promise<{ messageId: string | null } | { result: SendResult }> => {
     const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
     if (dryRun) {
+      content(); // rendered, as a real run would: a template that fails shows in the dry run too
       log.debug('email:would-send', { ...fields, transport: transport.name });
       return { result: { outcome: 'sent', status: 'SENT' } };
     }
     try {
-      return { messageId: await deliver(email, logId) };
+      return { messageId: await deliver(email, content, logId) };
     } catch (err) {
       const original = err instanceof AbortError ? (err.originalError ?? err) : err;
       if (original instanceof StoppedBeforeSendError) {
@@ -304,7 +317,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   // sweep later makes them FAILED "outcome unknown", never resent. Returns the
   // error of each email whose SENT could not be recorded (a lost connection is
   // thrown: it ends the run with exit 3).
-  const recordSent = async (sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }>): Promise<Map<string, Error>> => {
+  const recordSent = async (sent: Array<{ email: EmailHead; id: string; providerMessageId: string | null }>): Promise<Map<string, Error>> => {
     /** By idempotency key. */
     const unrecorded = new Map<string, Error>();
     const fail = (s: (typeof sent)[number], err: unknown) => {
@@ -333,7 +346,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     await recoverStale();
     const claimed = await claim(email, options);
     if ('result' in claimed) return claimed.result;
-    const tried = await attempt(email, claimed.logId);
+    const tried = await attempt(email, () => email, claimed.logId);
     if ('result' in tried) return tried.result;
     const unrecorded = await recordSent([{ email, id: claimed.logId, providerMessageId: tried.messageId }]);
     // The error is the caller's: an item error (see recordSent).
@@ -352,7 +365,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
    * owed to the next run). Keys that already had a row are settled as `send` does.
    */
   const sendMany = async (batch: BatchEmail[]): Promise<SendResult[]> => {
-    const whole = (b: BatchEmail): OutgoingEmail => ('render' in b ? { ...b.email, ...b.render() } : b.email);
+    const content = (b: BatchEmail): (() => EmailContent) => ('render' in b ? b.render : () => b.email);
     if (closed) throw new Error('the email service is closed');
     await recoverStale();
     const results: SendResult[] = new Array<SendResult>(batch.length);
@@ -364,7 +377,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
         continue;
       }
       const claims = await claimChunk(chunk.map(({ email, options }) => claimRow(email, options)));
-      const sent: Array<{ email: OutgoingEmail; id: string; providerMessageId: string | null }> = [];
+      const sent: Array<{ email: EmailHead; id: string; providerMessageId: string | null }> = [];
       await Promise.all(
         chunk.map(async ({ b, email, options, i }) => {
           const logId = claims.get(email.idempotencyKey);
@@ -372,10 +385,9 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
           if (logId === LOCKED) return (results[i] = lockedResult(email));
           const claimed = logId ? claimedNew(email, options, logId) : await claimTaken(email, options).catch((err: unknown) => lockedOr(err, email));
           if ('result' in claimed) return (results[i] = claimed.result);
-          const full = whole(b);
-          const tried = await attempt(full, claimed.logId);
+          const tried = await attempt(email, content(b), claimed.logId);
           if ('result' in tried) return (results[i] = tried.result);
-          sent.push({ email: full, id: claimed.logId, providerMessageId: tried.messageId });
+          sent.push({ email, id: claimed.logId, providerMessageId: tried.messageId });
           results[i] = { outcome: 'sent', status: 'SENT' };
         }),
       );
