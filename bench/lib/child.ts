@@ -54,7 +54,7 @@ export interface ChildResult {
   /** Summed latency of the statements by leading verb (issue to answer; overlapping ones each count), ms. */
   sqlMsByVerb: Record<string, number>;
   /** Time in garbage collection (PerformanceObserver 'gc' entries), ms by kind, and how many. */
-  gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number } | null;
+  gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number; peakLiveAfterMajorMb?: number; heapUsedAtExitMb?: number } | null;
   statementsByVerb: Record<string, number>;
   summary: Record<string, unknown> | null;
   stdoutTail: string;

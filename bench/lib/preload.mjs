@@ -32,6 +32,10 @@ if (out) {
     for (const e of list.getEntries()) {
       gc[kinds[e.detail?.kind] ?? 'otherMs'] += e.duration;
       gc.count++;
+      // Just after a mark-compact, the heap in use is about what is live: its peak
+      // says whether the job holds more as a run gets longer, apart from V8's choice
+      // of when to collect (which is what peak RSS mostly shows).
+      if (e.detail?.kind === constants.NODE_PERFORMANCE_GC_MAJOR) gc.peakLiveAfterMajorMb = Math.max(gc.peakLiveAfterMajorMb ?? 0, Math.round(process.memoryUsage().heapUsed / 1048576));
     }
   }).observe({ entryTypes: ['gc'] });
   const original = pg.Client.prototype.query;
@@ -72,6 +76,7 @@ if (out) {
     const status = fs.readFileSync('/proc/self/status', 'utf8');
     const kb = (key) => Number(new RegExp(`^${key}:\\s+(\\d+) kB`, 'm').exec(status)?.[1] ?? 0);
     for (const k of ['minorMs', 'majorMs', 'incrementalMs', 'otherMs']) gc[k] = Math.round(gc[k]);
+    gc.heapUsedAtExitMb = Math.round(process.memoryUsage().heapUsed / 1048576);
     fs.writeFileSync(out, JSON.stringify({ statements: total, byVerb, vmHWMKb: kb('VmHWM'), vmRSSKb: kb('VmRSS'), cpuMs: cpuMs(), cpuUserMs: Math.round(process.cpuUsage().user / 1000), cpuSystemMs: Math.round(process.cpuUsage().system / 1000), startupCpuMs, sqlBusyMs: Math.round(sqlBusyMs), slowest: Object.entries(byStatement).sort((a, b) => b[1].ms - a[1].ms).slice(0, 12).map(([sql, v]) => ({ sql, count: v.count, ms: Math.round(v.ms) })), msByVerb: Object.fromEntries(Object.entries(msByVerb).map(([k, v]) => [k, Math.round(v)])), gc }));
   });
 }

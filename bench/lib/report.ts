@@ -38,7 +38,7 @@ export interface JobResult {
   sqlBusyMs?: number | null;
   sqlMsByVerb?: Record<string, number>;
   /** Time in garbage collection, ms by kind, and how many collections. */
-  gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number } | null;
+  gc: { minorMs: number; majorMs: number; incrementalMs: number; otherMs: number; count: number; peakLiveAfterMajorMb?: number; heapUsedAtExitMb?: number } | null;
   loadAverage: number;
   othersCpuPercent: number | null;
   statementsPerItem: number | null;
