@@ -11,7 +11,7 @@
 import fs from 'node:fs';
 import process from 'node:process';
 import { createRequire } from 'node:module';
-import { PerformanceObserver, constants } from 'node:perf_hooks';
+import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 
 const out = process.env.BENCH_STATS_FILE;
 if (out) {
