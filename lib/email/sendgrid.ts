@@ -14,6 +14,7 @@
  */
 import { classes } from '@sendgrid/helpers';
 import { Pool } from 'undici';
+import { exchange, type Answer, type ExchangeFailure } from '../http-exchange.ts';
 import { PermanentError, TransientError } from '../errors.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutcomeUnknownError, type Transport, type TransportMessage } from './transport.ts';
@@ -79,69 +80,23 @@ export class SendGridTransport implements Transport {
    *   connection lost): it may have been delivered, OutcomeUnknownError, never retried;
    * - otherwise (refused, reset before the body went out): TransientError, retried.
    *
-   * Through undici's `dispatch` with a handler of our own rather than `request`:
-   * `request` wraps every answer in a body stream and, to learn that the body was
-   * written, needed it as an async iterable. The handler gets undici's own
-   * `onRequestSent` for a Buffer body, and the answer's few bytes directly: half the
-   * CPU per call (85 µs against 170 µs measured on loopback; bench/FINDINGS.md,
-   * round three), a tenth of a drift report email's cost.
+   * The exchange itself (lib/http-exchange.ts) says how far it got.
    */
-  private exchange(method: 'GET' | 'POST', path: string, body?: string): Promise<{ headers: Record<string, string | string[] | undefined>; text: string }> {
-    return new Promise((resolve, reject) => {
-      const payload = body === undefined ? undefined : Buffer.from(body);
-      let sent = payload === undefined;
-      let status: number | undefined;
-      let headers: Record<string, string | string[] | undefined> = {};
-      let controller: { abort(reason: Error): void } | undefined;
-      let timedOut: SendGridTimeout | undefined;
-      const chunks: Buffer[] = [];
-      let settled = false;
-      const settle = (fn: () => void) => {
-        if (settled) return;
-        settled = true;
-        clearTimeout(timer);
-        fn();
-      };
-      const ok = () => status !== undefined && status >= 200 && status < 300;
-      const timer = setTimeout(() => {
-        timedOut = new SendGridTimeout(this.timeoutMs);
-        if (controller) controller.abort(timedOut);
-        else settle(() => reject(translate(timedOut, false)));
-      }, this.timeoutMs);
-      const handler = {
-        onRequestStart: (c: { abort(reason: Error): void }) => {
-          controller = c;
-          if (timedOut) c.abort(timedOut);
-        },
-        onRequestSent: () => {
-          sent = true;
-        },
-        onResponseStart: (_c: unknown, statusCode: number, h: Record<string, string | string[] | undefined>) => {
-          status = statusCode;
-          headers = h ?? {};
-        },
-        onResponseData: (_c: unknown, chunk: Buffer) => {
-          chunks.push(chunk);
-        },
-        onResponseEnd: () => {
-          const text = Buffer.concat(chunks).toString('utf8');
-          settle(() => (ok() ? resolve({ headers, text }) : reject(translate(responseError(status!, headers, text)))));
-        },
-        onResponseError: (_c: unknown, err: Error) => {
-          settle(() => {
-            if (ok()) return resolve({ headers, text: '' });
-            // The status line arrived but its body did not: the status decides.
-            if (status !== undefined) return reject(translate(responseError(status, headers, '')));
-            reject(translate(timedOut ?? err, sent && method === 'POST'));
-          });
-        },
-      };
-      try {
-        this.pool.dispatch({ path, method, headers: payload ? { ...this.headers, 'content-length': String(payload.length) } : this.headers, body: payload }, handler);
-      } catch (err) {
-        settle(() => reject(translate(err, false)));
+  private async exchange(method: 'GET' | 'POST', path: string, body?: string): Promise<{ headers: Record<string, string | string[] | undefined>; text: string }> {
+    let answer: Answer;
+    try {
+      answer = await exchange(this.pool, { path, method, headers: this.headers, body: body === undefined ? undefined : Buffer.from(body) }, this.timeoutMs);
+    } catch (err) {
+      const { reason, sent, response, cause } = err as ExchangeFailure;
+      if (response) {
+        if (response.status >= 200 && response.status < 300) return { headers: response.headers, text: '' };
+        // The status line arrived but its body did not: the status decides.
+        throw translate(responseError(response.status, response.headers, ''));
       }
-    });
+      throw translate(reason === 'timeout' ? new SendGridTimeout(this.timeoutMs) : cause, sent && method === 'POST');
+    }
+    if (answer.status >= 200 && answer.status < 300) return answer;
+    throw translate(responseError(answer.status, answer.headers, answer.text));
   }
 
   /**
