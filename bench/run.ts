@@ -36,6 +36,7 @@ const HELP = `npm run bench -- [flags]
   --server URL        PostgreSQL server [postgres://postgres@127.0.0.1:5432/postgres]
   --regenerate        regenerate the data even when a matching template exists
   --cpu-prof          write V8 CPU profiles of the single runs to bench/results/profiles
+  --heap-sample       write a sampling heap profile of all allocations (collected ones included) per single run
   --log-level LEVEL   the jobs' LOG_LEVEL [info]
   --keep              keep the run databases (for EXPLAIN)
   --node-options STR  extra NODE_OPTIONS for the job processes (e.g. --max-old-space-size=150)
@@ -55,6 +56,7 @@ const { values: flags } = parseArgs({
     server: { type: 'string', default: process.env.BENCH_DATABASE_URL ?? 'postgres://postgres@127.0.0.1:5432/postgres' },
     regenerate: { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
+    'heap-sample': { type: 'boolean', default: false },
     'log-level': { type: 'string', default: 'info' },
     keep: { type: 'boolean', default: false },
     'node-options': { type: 'string', default: '' },
@@ -182,6 +184,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
     env: jobEnv(dbName, sendgrid, qbo),
     logFile: path.join(RESULTS, 'logs', `${users}${TAG}-${job}.log`),
     ...(flags['cpu-prof'] ? { cpuProfDir: path.join(RESULTS, 'profiles', `${users}${TAG}-${job}`) } : {}),
+    ...(flags['heap-sample'] ? { heapSampleFile: path.join(RESULTS, 'profiles', `${users}${TAG}-${job}.heapprofile`) } : {}),
   });
   await settle();
   const pgStats = statsDelta(before, await dbStats(SERVER, dbName));

@@ -31,6 +31,8 @@ export interface ChildRun {
   logFile: string;
   /** Write a V8 CPU profile into this folder. */
   cpuProfDir?: string;
+  /** Write a sampling heap profile of every allocation (preload.mjs) to this file. */
+  heapSampleFile?: string;
   timeoutMs?: number;
 }
 
@@ -105,6 +107,10 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);
   }
   const env: Record<string, string> = { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/tmp', ...o.env, BENCH_STATS_FILE: statsFile };
+  if (o.heapSampleFile) {
+    fs.mkdirSync(path.dirname(o.heapSampleFile), { recursive: true });
+    env.BENCH_HEAP_SAMPLE_FILE = o.heapSampleFile;
+  }
   const started = performance.now();
   const cpuBefore = cpuTimes();
   const child = spawn(process.execPath, [...nodeArgs, CLI, ...o.args], { cwd: ROOT, env, stdio: ['ignore', 'pipe', log] });

@@ -12,6 +12,28 @@ import fs from 'node:fs';
 import process from 'node:process';
 import { createRequire } from 'node:module';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
+import inspector from 'node:inspector';
+import v8 from 'node:v8';
+
+// Experiments with V8 flags that NODE_OPTIONS refuses (BENCH_V8_FLAGS="--flag=…"):
+// set before the job's modules load, as the CLI's first lines would.
+if (process.env.BENCH_V8_FLAGS) v8.setFlagsFromString(process.env.BENCH_V8_FLAGS);
+
+// `npm run bench -- --heap-sample`: a sampling heap profile of everything the job
+// allocates, objects that GC collected included (what makes scavenges frequent),
+// written at exit next to the stats; summarised by bench/profile-top.ts --heap.
+const heapSampleFile = process.env.BENCH_HEAP_SAMPLE_FILE;
+if (heapSampleFile) {
+  const session = new inspector.Session();
+  session.connect();
+  session.post('HeapProfiler.startSampling', { samplingInterval: 8192, includeObjectsCollectedByMajorGC: true, includeObjectsCollectedByMinorGC: true });
+  process.on('exit', () => {
+    // A session of this thread answers synchronously, so this runs within 'exit'.
+    session.post('HeapProfiler.stopSampling', (err, result) => {
+      if (!err) fs.writeFileSync(heapSampleFile, JSON.stringify(result.profile));
+    });
+  });
+}
 
 const out = process.env.BENCH_STATS_FILE;
 if (out) {
