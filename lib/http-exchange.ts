@@ -98,7 +98,8 @@ export function exchange(dispatcher: Dispatcher, request: ExchangeRequest, timeo
           onResponseData: (_c: unknown, chunk: Buffer) => {
             chunks.push(chunk);
           },
-          onResponseEnd: () => finish(() => resolve({ status: response!.status, headers: response!.headers, text: Buffer.concat(chunks).toString('utf8') })),
+          // Most answers come in one chunk: decoded in place, not copied first.
+          onResponseEnd: () => finish(() => resolve({ status: response!.status, headers: response!.headers, text: (chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks)).toString('utf8') })),
           onResponseError: (_c: unknown, err: Error) => fail(err),
         },
       );

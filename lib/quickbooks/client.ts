@@ -6,8 +6,7 @@
  * backoff on 429 (waiting as Retry-After says) and 5xx. Failures are logged with
  * Intuit's `intuit_tid` and thrown in the domain's words.
  */
-import PQueue from 'p-queue';
-import pRetry from 'p-retry';
+import { Slots } from '../runtime/slots.ts';
 import type { Logger } from '../telemetry/log.ts';
 import { QuickBooksApiError, QuickBooksAuthError, QuickBooksParseError, QuickBooksTransientError, traced } from './errors.ts';
 import { HttpGetter, type HttpAnswer } from './http-get.ts';
@@ -47,7 +46,7 @@ export const MINOR_VERSION = '75';
 export class QuickBooksClient {
   readonly #options: QuickBooksClientOptions;
   readonly #realms: RealmLimiter;
-  readonly #global: PQueue;
+  readonly #global: Slots;
   readonly #http: HttpGetter;
   /** Per-report signals that follow the run's (see #linked). */
   readonly #following = new Set<AbortController>();
@@ -63,7 +62,7 @@ export class QuickBooksClient {
     options.signal?.addEventListener('abort', () => {
       for (const c of this.#following) c.abort(options.signal!.reason);
     }, { once: true });
-    this.#global = new PQueue({ concurrency: options.maxInFlight });
+    this.#global = new Slots(options.maxInFlight);
     this.#http = new HttpGetter({ maxSockets: options.maxInFlight });
     this.#realms = new RealmLimiter({ maxInFlight: options.maxInFlightPerRealm, maxPerWindow: options.maxPerMinutePerRealm, windowMs: options.rateWindowMs ?? 60_000 });
   }
@@ -147,33 +146,54 @@ export class QuickBooksClient {
     return { origin: this.#base.origin, path: `${this.#base.pathname}${realm}/reports/${name}?${query}` };
   }
 
+  /**
+   * One report call with its retries: 429, 5xx and network failures are retried
+   * `retries` times with exponential backoff (`backoffMs` doubling, times a random
+   * 1-2 so that many integrations throttled at once do not come back together),
+   * after the Retry-After that Intuit gave. Once the signal is aborted nothing more
+   * is tried, and the call fails with the signal's reason, even one whose answer
+   * had already arrived.
+   *
+   * Why not p-retry (the email service's): its per-call state (options copy,
+   * frozen contexts, an abort listener) was alive through every one of the ~40k
+   * calls of a run; this loop allocates nothing until a call fails
+   * (bench/FINDINGS.md, round four). The rules above are p-retry's as the client
+   * used them (client.test.ts, hanging-providers).
+   */
   async #fetch(url: { origin: string; path: string }, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined, scan: boolean): Promise<QboReport | ScannedReport> {
-    const body = await pRetry(() => this.#attempt(url, accessToken, realmId, name, signal, scan), {
-      retries: this.#options.retries ?? 4,
-      minTimeout: this.#options.backoffMs ?? 250,
-      factor: 2,
-      randomize: true,
-      ...(signal ? { signal } : {}),
-      shouldRetry: ({ error }) => error instanceof QuickBooksTransientError,
-      onFailedAttempt: async ({ error, attemptNumber, retriesLeft }) => {
-        if (!(error instanceof QuickBooksTransientError) || retriesLeft === 0) return;
-        this.#options.log.warn('qbo:request:retry', { realmId, report: name, attempt: attemptNumber, status: (error as QuickBooksTransientError).status, intuitTid: (error as QuickBooksTransientError).intuitTid, retryAfterMs: error.retryAfterMs });
+    const retries = this.#options.retries ?? 4;
+    const backoffMs = this.#options.backoffMs ?? 250;
+    let body: unknown;
+    for (let attempt = 1; ; attempt++) {
+      signal?.throwIfAborted();
+      try {
+        body = await this.#attempt(url, accessToken, realmId, name, signal, scan);
+        signal?.throwIfAborted();
+        break;
+      } catch (error) {
+        signal?.throwIfAborted();
+        if (!(error instanceof QuickBooksTransientError) || attempt > retries) throw error;
+        this.#options.log.warn('qbo:request:retry', { realmId, report: name, attempt, status: error.status, intuitTid: error.intuitTid, retryAfterMs: error.retryAfterMs });
         // Intuit said how long to wait: honour it before the backoff.
         if (error.retryAfterMs) await sleep(error.retryAfterMs, signal);
-      },
-    });
+        await sleep(Math.round((Math.random() + 1) * backoffMs * 2 ** (attempt - 1)), signal);
+      }
+    }
     if (!body || typeof body !== 'object') throw new QuickBooksParseError(`QuickBooks ${name} for realm ${realmId} is not a JSON object`);
     return body as QboReport | ScannedReport;
   }
 
   /** One HTTP call within the realm's limits (taken first) and the global one; the realm's window counts it from when it really starts. */
   async #attempt(url: { origin: string; path: string }, accessToken: string, realmId: string, name: ReportName, signal: AbortSignal | undefined, scan: boolean): Promise<unknown> {
-    const slot = await this.#realms.acquire(realmId, signal);
+    const slot = this.#realms.tryAcquire(realmId) ?? (await this.#realms.acquire(realmId, signal));
     try {
-      return await this.#global.add(() => {
+      if (!this.#global.tryTake()) await this.#global.take(signal);
+      try {
         slot.start();
-        return this.#get(url, accessToken, realmId, name, signal, scan);
-      }, signal ? { signal } : {});
+        return await this.#get(url, accessToken, realmId, name, signal, scan);
+      } finally {
+        this.#global.release();
+      }
     } finally {
       slot.release();
     }

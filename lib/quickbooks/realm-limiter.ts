@@ -62,6 +62,28 @@ export class RealmLimiter {
     return this.#realms.size;
   }
 
+  /**
+   * Admits a request at once when the realm's limits allow it and nobody waits
+   * for the realm, with no promise and no abort listener (the common case: most
+   * realms see two requests a run); otherwise undefined, and the caller waits with
+   * `acquire`.
+   */
+  tryAcquire(realmId: string): RealmSlot | undefined {
+    this.#sweep();
+    let r = this.#realms.get(realmId);
+    if (!r) {
+      r = { inFlight: 0, reserved: 0, starts: [], waiters: IDLE };
+      this.#realms.set(realmId, r);
+    } else {
+      if (r.waiters.length) return undefined;
+      this.#prune(r, performance.now());
+    }
+    if (r.inFlight >= this.#maxInFlight || r.reserved + r.starts.length >= this.#maxPerWindow) return undefined;
+    r.inFlight++;
+    r.reserved++;
+    return this.#slot(realmId, r);
+  }
+
   /** Waits (first come, first served) until the realm's limits allow one more request. Rejects with the signal's reason when aborted while waiting. */
   acquire(realmId: string, signal?: AbortSignal): Promise<RealmSlot> {
     if (signal?.aborted) return Promise.reject(signal.reason as Error);

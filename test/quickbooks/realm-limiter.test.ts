@@ -58,6 +58,30 @@ describe('the per-realm limiter', () => {
     expect(j.events).to.deep.equal(['a released', 'third admitted', 'b released', 'fourth admitted']);
   });
 
+  it('admits at once with tryAcquire while the limits allow and nobody waits; otherwise says no and acquire waits', async () => {
+    const limiter = new RealmLimiter({ maxInFlight: 2, maxPerWindow: 3, windowMs: WINDOW });
+    const a = limiter.tryAcquire('r')!;
+    const b = limiter.tryAcquire('r')!;
+    expect(a).to.not.equal(undefined);
+    expect(b).to.not.equal(undefined);
+    expect(limiter.tryAcquire('r')).to.equal(undefined); // two in flight
+    const j = journal();
+    const third = j.watch('third admitted', limiter.acquire('r'));
+    a.start();
+    a.release();
+    await third; // the waiter gets the freed place
+    // A waiter is ahead: no jumping the line, even with a place free in flight.
+    const fourth = j.watch('fourth admitted', limiter.acquire('r'));
+    b.start();
+    b.release();
+    expect(limiter.tryAcquire('r')).to.equal(undefined);
+    await turn();
+    // Three starts reserved or made in the window (maxPerWindow 3): the fourth waits for the window.
+    expect(j.events).to.deep.equal(['third admitted']);
+    await fourth;
+    expect(j.events).to.deep.equal(['third admitted', 'fourth admitted']);
+  });
+
   it('starts at most maxPerWindow in any window, counting a slot not yet started whatever its age', async () => {
     const limiter = new RealmLimiter({ maxInFlight: 10, maxPerWindow: 2, windowMs: WINDOW });
     const j = journal();
