@@ -9,6 +9,7 @@ import type { Knex } from 'knex';
 import { recordSyncOutcomeIfLive, type SyncCandidate } from '../sql/quickbooks.ts';
 import { escalateSignal, findOpenSignal, openSignal } from '../sql/signals.ts';
 import type { Logger } from '../telemetry/log.ts';
+import { Slots } from '../runtime/slots.ts';
 import { redact } from '../telemetry/redact.ts';
 import type { QuickBooksClient } from './client.ts';
 import { QuickBooksAuthError, QuickBooksClientError, QuickBooksParseError, QuickBooksReauthError } from './errors.ts';
@@ -34,6 +35,8 @@ export interface SyncDeps {
   log: Logger;
   /** Writes successful syncs in batches (the job's); without it each is written alone. */
   writer?: SyncWriter;
+  /** Integrations fetching at once, when the caller bounds them apart from the writes (the job's). */
+  fetching?: FetchSlots;
 }
 
 export interface SyncResult {
@@ -48,6 +51,39 @@ export interface SyncResult {
   needsReauth?: boolean;
   /** Dry run: what would be fetched. */
   wouldFetch?: { startDate: string; endDate: string; reports: string[] };
+}
+
+/** Why an integration waiting to fetch was not synced: fetching stopped (FetchSlots.stop). */
+export class FetchingStopped extends Error {
+  override name = 'FetchingStopped';
+}
+
+/**
+ * Integrations fetching at once (their token and both reports), bounded apart from
+ * the writes that follow, so that integrations waiting for their batch to commit
+ * do not hold fetches up. Once stopped, waiting and later integrations fail with
+ * FetchingStopped without starting.
+ */
+export class FetchSlots {
+  readonly #slots: Slots;
+  readonly #stop = new AbortController();
+
+  constructor(count: number) {
+    this.#slots = new Slots(count);
+  }
+
+  async take(): Promise<void> {
+    this.#stop.signal.throwIfAborted();
+    if (!this.#slots.tryTake()) await this.#slots.take(this.#stop.signal);
+  }
+
+  release(): void {
+    this.#slots.release();
+  }
+
+  stop(): void {
+    this.#stop.abort(new FetchingStopped('not attempted: fetching stopped'));
+  }
 }
 
 /** The fetch window (JOBS.md step 3), as inclusive dates. */
@@ -78,7 +114,17 @@ export async function syncIntegration(deps: SyncDeps, c: SyncCandidate): Promise
       decrypt(c.refreshToken, deps.keys);
       return { ...base, status: 'synced', wouldFetch: { ...window, reports: ['ProfitAndLoss', 'BalanceSheet'] } };
     }
-    months = await fetchMonths(deps, c, window);
+    await deps.fetching?.take();
+    try {
+      months = await fetchMonths(deps, c, window);
+    } catch (err) {
+      // Intuit refused our app: no other integration starts fetching (before this
+      // slot is handed to the next one).
+      if (err instanceof QuickBooksClientError) deps.fetching?.stop();
+      throw err;
+    } finally {
+      deps.fetching?.release();
+    }
   } catch (err) {
     if (err instanceof QuickBooksClientError || !isSyncFailure(err)) throw err;
     return recordFailure(deps, c, err as Error).then((error) => ({ ...base, status: 'failed' as const, error, ...(err instanceof QuickBooksReauthError ? { needsReauth: true } : {}) }));

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import pg from 'pg';
 import job from '../../jobs/sync-quickbooks.ts';
 import { monthLedger, type LoopbackQuickBooks } from '../../lib/stand-ins/quickbooks-server.ts';
 import { decryptToken } from '../../lib/quickbooks/token-crypto.ts';
@@ -286,6 +287,32 @@ describe('sync-quickbooks', function () {
         checked.push(...(summary.results as Array<{ companyId: string }>).map((r) => r.companyId));
       }
       expect(checked.sort()).to.deep.equal(all.map((i) => i.companyId).sort());
+    });
+
+    it('keeps fetching while a batch waits to be written: QUICKBOOKS_CONCURRENCY bounds the fetches, not the writes', async function () {
+      if (db().kind !== 'postgres') return this.skip(); // needs a second connection to hold a lock
+      const all = [await anIntegration(db().knex, server), await anIntegration(db().knex, server), await anIntegration(db().knex, server)];
+      // Another session holds financial_periods: the first batch's write waits for it.
+      const holder = new pg.Client({ connectionString: db().url });
+      await holder.connect();
+      try {
+        await holder.query('begin');
+        await holder.query('lock table financial_periods in exclusive mode');
+        const running = run({}, { QUICKBOOKS_CONCURRENCY: '1' });
+        // One integration fetching at a time, and one more waiting for its write:
+        // the second integration's reports are fetched while the first's write is held.
+        const deadline = Date.now() + 3000;
+        while (server.stats('*').reportRequests < 4 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+        expect(server.stats('*').reportRequests, 'reports fetched while the first write was held').to.equal(4);
+        await holder.query('commit');
+        const { exitCode, summary } = await running;
+        expect(exitCode).to.equal(0);
+        expect(summary).to.deep.include({ integrationsChecked: 3, synced: 3, failed: 0 });
+        expect(server.stats('*').maxInFlight, 'one integration fetching at once: its two reports at most').to.be.at.most(2);
+        for (const i of all) expect(await periods(i.companyId)).to.have.length(25);
+      } finally {
+        await holder.end();
+      }
     });
 
     it('bounds the results list at 100', async () => {
