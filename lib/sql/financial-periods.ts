@@ -28,6 +28,20 @@ const FIELDS = PERIOD_FIELDS.join(', ');
 const V_FIELDS = PERIOD_FIELDS.map((f) => `v.${f}`).join(', ');
 
 /**
+ * The months go to PostgreSQL as one JSON array of rows with one-letter keys, and
+ * a null amount is left out (jsonb_to_recordset reads a missing key as null). With
+ * the column names as keys, a 25-month sync was ~9 kB of JSON, 180 MB a run at 1M
+ * users, written to the socket and parsed by PostgreSQL: keys were half of it
+ * (bench/FINDINGS.md, round four).
+ */
+const KEYS: Record<'company_id' | 'period_start' | 'period_end' | PeriodField, string> = {
+  company_id: 'c', period_start: 's', period_end: 'e',
+  revenue: 'r', cogs: 'g', gross_profit: 'p', operating_expenses: 'o', ebitda: 'b', net_income: 'n', total_assets: 'a', total_liabilities: 'l', equity: 'q', cash: 'h',
+};
+const ROW_COLUMNS = ([['company_id', 'text'], ['period_start', 'date'], ['period_end', 'date'], ...PERIOD_FIELDS.map((f) => [f, 'numeric'])] as Array<[keyof typeof KEYS, string]>)
+  .map(([name, type]) => ({ name, key: KEYS[name], type }));
+
+/**
  * The upsert as one statement, for the months of one or more companies, all parts
  * on the same snapshot:
  * - `v`: the months to store (money as 2-decimal strings, so equality is money equality);
@@ -41,7 +55,8 @@ const V_FIELDS = PERIOD_FIELDS.map((f) => `v.${f}`).join(', ');
  */
 const UPSERT_SQL = `
 with v as (
-  select * from jsonb_to_recordset(?::jsonb) as v(company_id text, period_start date, period_end date, ${PERIOD_FIELDS.map((f) => `${f} numeric`).join(', ')})
+  select ${ROW_COLUMNS.map((c) => `${c.key} as ${c.name}`).join(', ')}
+  from jsonb_to_recordset(?::jsonb) as v(${ROW_COLUMNS.map((c) => `${c.key} ${c.type}`).join(', ')})
 ),
 old as (
   select fp.company_id, fp.period_start, fp.source = 'MANUAL' as manual, (${PERIOD_FIELDS.map((f) => `fp.${f}`).join(', ')}) is not distinct from (${V_FIELDS}) as same
@@ -90,14 +105,14 @@ export async function upsertQuickBooksPeriods(db: Knex, companyId: string, perio
  */
 export async function upsertQuickBooksPeriodsMany(db: Knex, companies: Array<{ companyId: string; periods: PeriodValues[] }>, now: Date): Promise<Map<string, UpsertCounts>> {
   const counts = new Map<string, UpsertCounts>();
-  const months: Array<Record<string, string | null>> = [];
+  const months: Array<Record<string, string>> = [];
   for (const { companyId, periods } of companies) {
     counts.set(companyId, { ...NO_MONTHS });
     for (const p of periods) {
-      const row: Record<string, string | null> = { company_id: companyId, period_start: p.periodStart, period_end: p.periodEnd };
+      const row: Record<string, string> = { c: companyId, s: p.periodStart, e: p.periodEnd };
       for (const f of PERIOD_FIELDS) {
         const v = p.values[f];
-        row[f] = v === null ? null : typeof v === 'string' ? v : v.toFixed(2);
+        if (v !== null) row[KEYS[f]] = typeof v === 'string' ? v : v.toFixed(2);
       }
       months.push(row);
     }
