@@ -59,16 +59,16 @@ WORKDIR /app
 # The root filesystem is read-only in the cluster: everything written goes to /tmp
 # (an emptyDir in the chart). The embedded database and the email outbox are only
 # used when DATABASE_URL / SENDGRID_API_KEY are not set.
-# NODE_OPTIONS: a young generation of 8 MB semi-spaces instead of V8's default for
-# a large host (16 MB and more). The jobs allocate fast and keep little (a page of
-# items). Measured at 100k companies (bench/FINDINGS.md): V8's default put the
-# drift job's peak RSS at ~430 MB; 4 MB brought it to ~220-290 MB but scavenged
-# four times as often (939 young collections a run), which cost ~25% more CPU
-# than 8 MB at the same peak RSS (222 MB). A --max-old-space-size cut RSS further
-# but cost 25-40% more CPU in GC, so the old generation is left to V8 (and the
-# pod's memory limit).
+# NODE_OPTIONS: a young generation of 16 MB semi-spaces. The jobs allocate fast
+# and keep little. V8's default for a large host put the drift job at ~430 MB
+# (bench/FINDINGS.md); 8 MB was the setting until the sync's report calls stopped
+# keeping promises and listeners alive while in flight (round four): with fewer
+# survivors per young collection, 16 MB halves their number, sync-quickbooks
+# CPU -25% at 1M users, the other jobs the same within noise, peak RSS 180-220 MB.
+# The old generation's growth is set by the CLI itself (bin/exitosx-cron.ts:
+# NODE_OPTIONS refuses that flag). A --max-old-space-size cost 25-40% more CPU.
 ENV NODE_ENV=production \
-    NODE_OPTIONS=--max-semi-space-size=8 \
+    NODE_OPTIONS=--max-semi-space-size=16 \
     HOME=/tmp \
     EMBEDDED_DB_DIR=/tmp/exitosx/db \
     EMAIL_OUTBOX_DIR=/tmp/exitosx/outbox
