@@ -37,7 +37,7 @@ describe('drift report email', () => {
 
   it('shows the BRI with its change in red with a down arrow', () => {
     expect(email.html).to.include('61.2</span>');
-    expect(email.html).to.match(/color:#c0392b;">&#9660; -2\.8 points<\/span>/); // ▼
+    expect(email.html).to.match(/color:#c0392b;'>&#9660; -2\.8 points<\/span>/); // ▼
     expect(email.html).to.include('from 64 at the end of January 2026');
     expect(email.html).to.include('Declining');
   });
@@ -50,8 +50,8 @@ describe('drift report email', () => {
   it('draws the six categories as table bars, start and end, without images or scripts', () => {
     for (const label of ['Financial', 'Transferability', 'Operational', 'Market', 'Legal &amp; tax', 'Personal']) expect(email.html).to.include(`>${label}</td>`);
     // Financial 70 → 62 on a 160px bar: 112px then 99px (62 × 1.6 = 99.2).
-    expect(email.html).to.include('<td width="112" height="6" bgcolor="#c5cdd6"');
-    expect(email.html).to.include('<td width="99" height="10" bgcolor="#c0392b"');
+    expect(email.html).to.include('<td width=\'112\' height=\'6\' bgcolor=\'#c5cdd6\'');
+    expect(email.html).to.include('<td width=\'99\' height=\'10\' bgcolor=\'#c0392b\'');
     expect(email.html).to.include('70 &rarr; 62'); // →
     expect(email.html).not.to.match(/<script|<img|\bsrc=|url\(/i);
     expect(email.html).to.include('<strong>Biggest movers:</strong> Financial');
@@ -69,14 +69,14 @@ describe('drift report email', () => {
     expect(email.html).to.include('-$20,000, -2.4%');
     expect(email.html).to.include('Revenue, January 2026');
     expect(email.html).to.include('-$1,200');
-    expect(email.html).to.include('href="https://app.exitosx.test/companies/cmp%2F1/drift-reports/2026-02"');
+    expect(email.html).to.include('href=\'https://app.exitosx.test/companies/cmp%2F1/drift-reports/2026-02\'');
   });
 
   it('links "Unsubscribe" to the product app\'s notification settings, on drift reports, in HTML and text', () => {
     // Written out here, not built by the code under test: the URL the product app serves.
     const url = 'https://app.exitosx.test/settings/notifications?unsubscribe=drift_reports';
-    expect(email.html).to.include(`href="${url}"`);
-    expect(email.html).to.match(/<a href="https:\/\/app\.exitosx\.test\/settings\/notifications\?unsubscribe=drift_reports"[^>]*>Unsubscribe<\/a>/);
+    expect(email.html).to.include(`href='${url}'`);
+    expect(email.html).to.match(/<a href='https:\/\/app\.exitosx\.test\/settings\/notifications\?unsubscribe=drift_reports'[^>]*>Unsubscribe<\/a>/);
     expect(email.text).to.include(`Unsubscribe: ${url}\n`);
   });
 
@@ -105,6 +105,6 @@ describe('drift report email', () => {
     const r = renderDriftReportEmail(computeDriftReport(facts({ bri: { start: null, end: { briScore: '48.00', categoryScores: cats(40, 45, 50, 55, 60, 38), completedAt: AT }, completedInPeriod: 1 } }), FEB, AT), { name: 'Sam' }, APP);
     expect(r.subject).to.include('(first BRI score: 48)');
     expect(r.html).to.include('First assessment');
-    expect(r.html).not.to.include('height="6"');
+    expect(r.html).not.to.include('height=\'6\'');
   });
 });

@@ -58,24 +58,25 @@ describe('email templates', () => {
     it('is mobile-friendly email markup: tables, inline styles, a viewport, a 600px column, no scripts', () => {
       const { html } = renderInactivityNudge(data(), APP);
       expect(html).to.match(/^<!DOCTYPE html>/);
-      expect(html).to.contain('name="viewport"').and.contain('role="presentation"').and.contain('max-width:600px');
-      expect(html).to.contain(`href="${APP}"`);
-      expect(html).to.contain(`href="${UNSUBSCRIBE_NUDGES}"`);
-      expect(html).to.match(/<a href="https:\/\/app\.example\.test\/settings\/notifications\?unsubscribe=inactivity_nudges"[^>]*>Unsubscribe<\/a>/);
-      expect(html).not.to.match(/<script|<link|class="[^"]*"\s*>\s*$/);
+      expect(html).to.contain('name=\'viewport\'').and.contain('role=\'presentation\'').and.contain('max-width:600px');
+      expect(html).to.contain(`href='${APP}'`);
+      expect(html).to.contain(`href='${UNSUBSCRIBE_NUDGES}'`);
+      expect(html).to.match(/<a href='https:\/\/app\.example\.test\/settings\/notifications\?unsubscribe=inactivity_nudges'[^>]*>Unsubscribe<\/a>/);
+      expect(html).not.to.match(/<script|<link|class='[^']*'\s*>\s*$/);
     });
   });
 
   describe('layout', () => {
     it('puts the body between the header and the footer, escaping what it is given', () => {
       const { html, text } = renderLayout({ title: 'T & T', preheader: 'pre', bodyHtml: '<p>body {{title}}</p>', bodyText: 'body', appBaseUrl: APP, unsubscribeUrl: `${APP}/u?a=1&b=2`, reason: 'Because.' });
-      expect(html).to.contain('<title>T &amp; T</title>').and.contain('<p>body {{title}}</p>').and.contain('href="https://app.example.test/u?a=1&amp;b=2"');
+      expect(html).to.contain('<title>T &amp; T</title>').and.contain('<p>body {{title}}</p>').and.contain('href=\'https://app.example.test/u?a=1&amp;b=2\'');
       expect(html.indexOf('Exit OSx</a>')).to.be.lessThan(html.indexOf('<p>body')).and.lessThan(html.indexOf('Unsubscribe'));
       expect(text).to.contain('T & T').and.contain('body').and.contain(`Unsubscribe: ${APP}/u?a=1&b=2`).and.contain('Because.');
     });
 
     it('draws buttons as tables with an escaped link', () => {
-      expect(button('https://x.test/?a=1&b="2"', 'Go')).to.contain('href="https://x.test/?a=1&amp;b=&quot;2&quot;"').and.contain('<table role="presentation"');
+      // Attributes are quoted with ': both quotes in a value are escaped.
+      expect(button(`https://x.test/?a=1&b="2"&c='3'`, 'Go')).to.contain(`href='https://x.test/?a=1&amp;b=&quot;2&quot;&amp;c=&#39;3&#39;'`).and.contain(`<table role='presentation'`);
     });
   });
 });

@@ -261,7 +261,7 @@ describe('detect-inactivity', function () {
         expect(body).not.to.contain('Done already');
         expect(body).to.contain('Get Back on Track');
       }
-      expect(html).to.contain('href="https://app.example.test" style="display:inline-block');
+      expect(html).to.contain(`href='https://app.example.test' style='display:inline-block`);
     });
 
     it('changes nothing and sends nothing when run again with the same --now', async () => {

@@ -79,9 +79,9 @@ function bar(score: string | null, color: string, height: number): string {
   const filled = score === null ? 0 : barCells(parseDecimal(score) ?? 0n);
   // Size and colour as attributes only: every client honours width, height and
   // bgcolor on a cell, and the same again in style doubled the bars' bytes.
-  const cell = (w: number, c: string) => `<td width="${w}" height="${height}" bgcolor="${c}" style="font-size:0;line-height:0;">&nbsp;</td>`;
+  const cell = (w: number, c: string) => `<td width='${w}' height='${height}' bgcolor='${c}' style='font-size:0;line-height:0;'>&nbsp;</td>`;
   const cells = (filled > 0 ? cell(filled, color) : '') + (filled < BAR_WIDTH ? cell(BAR_WIDTH - filled, COLORS.track) : '');
-  return `<table role="presentation" width="${BAR_WIDTH}" cellpadding="0" cellspacing="0" border="0"><tr>${cells}</tr></table>`;
+  return `<table role='presentation' width='${BAR_WIDTH}' cellpadding='0' cellspacing='0' border='0'><tr>${cells}</tr></table>`;
 }
 
 function heroHtml(r: DriftReport): string {
@@ -91,54 +91,54 @@ function heroHtml(r: DriftReport): string {
   let score: string;
   let change: string;
   if (bri.end === null) {
-    score = `<span style="font-size:28px;line-height:36px;font-weight:700;color:${THEME.muted};">Not scored yet</span>`;
+    score = `<span style='font-size:28px;line-height:36px;font-weight:700;color:${THEME.muted};'>Not scored yet</span>`;
     change = muted('Complete a BRI assessment to see where you stand.');
   } else {
-    score = `<span style="font-size:44px;line-height:48px;font-weight:700;color:${THEME.brand};">${escapeHtml(formatScore(bri.end))}</span><span style="font-size:16px;color:${THEME.muted};"> / 100</span>`;
+    score = `<span style='font-size:44px;line-height:48px;font-weight:700;color:${THEME.brand};'>${escapeHtml(formatScore(bri.end))}</span><span style='font-size:16px;color:${THEME.muted};'> / 100</span>`;
     change = bri.start === null
-      ? `<span style="font-weight:700;color:${t.color};">${t.arrow} First assessment</span>`
-      : `<span style="font-weight:700;color:${t.color};">${t.arrow} ${escapeHtml(formatDelta(bri.delta!))} points</span> <span style="color:${THEME.muted};font-size:14px;">from ${escapeHtml(formatScore(bri.start))} at the end of ${escapeHtml(prev)}</span>`;
+      ? `<span style='font-weight:700;color:${t.color};'>${t.arrow} First assessment</span>`
+      : `<span style='font-weight:700;color:${t.color};'>${t.arrow} ${escapeHtml(formatDelta(bri.delta!))} points</span> <span style='color:${THEME.muted};font-size:14px;'>from ${escapeHtml(formatScore(bri.start))} at the end of ${escapeHtml(prev)}</span>`;
   }
-  const badge = bri.end === null ? '' : `<span style="display:inline-block;padding:2px 10px;border-radius:10px;background-color:${t.color};color:#ffffff;font-size:12px;font-weight:700;letter-spacing:0.5px;text-transform:uppercase;">${escapeHtml(t.word)}</span>`;
-  return card(`<div style="font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;">Buyer Readiness Index</div>
-<div style="margin:0 0 6px 0;">${score}</div>
-<div style="margin:0 0 10px 0;">${change}</div>
+  const badge = bri.end === null ? '' : `<span style='display:inline-block;padding:2px 10px;border-radius:10px;background-color:${t.color};color:#ffffff;font-size:12px;font-weight:700;letter-spacing:0.5px;text-transform:uppercase;'>${escapeHtml(t.word)}</span>`;
+  return card(`<div style='font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;'>Buyer Readiness Index</div>
+<div style='margin:0 0 6px 0;'>${score}</div>
+<div style='margin:0 0 10px 0;'>${change}</div>
 ${badge}`);
 }
 
 function categoryRow(c: CategoryMovement): string {
   const t = tone(c.delta);
   const values = c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`;
-  const delta = c.delta === null ? '' : `<span style="color:${t.color};font-weight:700;">${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
-  const bars = (c.start !== null ? `<div style="margin:0 0 3px 0;">${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
+  const delta = c.delta === null ? '' : `<span style='color:${t.color};font-weight:700;'>${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
+  const bars = (c.start !== null ? `<div style='margin:0 0 3px 0;'>${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
   // The font comes from the card's cell (see NESTED_FONT in layout.ts).
   const td = `font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
   return `<tr>
-  <td style="${td}padding-right:8px;">${escapeHtml(CATEGORY_LABELS[c.key])}</td>
-  <td width="${BAR_WIDTH}" style="${td}width:${BAR_WIDTH}px;">${bars}</td>
-  <td align="right" style="${td}padding-left:8px;white-space:nowrap;">${values}</td>
-  <td align="right" width="64" style="${td}width:64px;white-space:nowrap;">${delta}</td>
+  <td style='${td}padding-right:8px;'>${escapeHtml(CATEGORY_LABELS[c.key])}</td>
+  <td width='${BAR_WIDTH}' style='${td}width:${BAR_WIDTH}px;'>${bars}</td>
+  <td align='right' style='${td}padding-left:8px;white-space:nowrap;'>${values}</td>
+  <td align='right' width='64' style='${td}width:64px;white-space:nowrap;'>${delta}</td>
 </tr>`;
 }
 
 function categoriesHtml(r: DriftReport): string {
   if (r.categories.every((c) => c.end === null)) return '';
   const legend = r.categories.some((c) => c.start !== null)
-    ? `<div style="margin:8px 0 0 0;font-size:12px;color:${THEME.muted};"><span style="display:inline-block;width:12px;height:6px;background-color:${COLORS.startBar};"></span> start of month &nbsp; <span style="display:inline-block;width:12px;height:10px;background-color:${THEME.brand};"></span> end of month (<span style="color:${COLORS.up};">green</span> up, <span style="color:${COLORS.down};">red</span> down)</div>`
+    ? `<div style='margin:8px 0 0 0;font-size:12px;color:${THEME.muted};'><span style='display:inline-block;width:12px;height:6px;background-color:${COLORS.startBar};'></span> start of month &nbsp; <span style='display:inline-block;width:12px;height:10px;background-color:${THEME.brand};'></span> end of month (<span style='color:${COLORS.up};'>green</span> up, <span style='color:${COLORS.down};'>red</span> down)</div>`
     : '';
   const movers = r.topMovers.length
-    ? `<div style="margin:12px 0 0 0;font-size:14px;"><strong>Biggest movers:</strong> ${r.topMovers.map((m) => `${escapeHtml(CATEGORY_LABELS[m.key])} <span style="color:${tone(m.delta).color};font-weight:700;">${tone(m.delta).arrow}&nbsp;${escapeHtml(formatDelta(m.delta!))}</span>`).join(' &middot; ')}</div>`
+    ? `<div style='margin:12px 0 0 0;font-size:14px;'><strong>Biggest movers:</strong> ${r.topMovers.map((m) => `${escapeHtml(CATEGORY_LABELS[m.key])} <span style='color:${tone(m.delta).color};font-weight:700;'>${tone(m.delta).arrow}&nbsp;${escapeHtml(formatDelta(m.delta!))}</span>`).join(' &middot; ')}</div>`
     : '';
-  return card(`<div style="font-size:17px;font-weight:700;margin:0 0 8px 0;">Categories</div>
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="border-collapse:collapse;">
+  return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Categories</div>
+<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0' style='border-collapse:collapse;'>
 ${r.categories.map(categoryRow).join('\n')}
 </table>${legend}${movers}`);
 }
 
 function stat(value: string, label: string, color: string = THEME.text): string {
-  return `<td align="center" width="33%" style="padding:4px;">
-  <div style="font-size:26px;line-height:32px;font-weight:700;color:${color};">${escapeHtml(value)}</div>
-  <div style="font-size:13px;line-height:18px;color:${THEME.muted};">${escapeHtml(label)}</div>
+  return `<td align='center' width='33%' style='padding:4px;'>
+  <div style='font-size:26px;line-height:32px;font-weight:700;color:${color};'>${escapeHtml(value)}</div>
+  <div style='font-size:13px;line-height:18px;color:${THEME.muted};'>${escapeHtml(label)}</div>
 </td>`;
 }
 
@@ -151,25 +151,25 @@ function signalsLine(r: DriftReport): string {
 
 function workHtml(r: DriftReport): string {
   const { completed, pending, overdue } = r.tasks;
-  return card(`<div style="font-size:17px;font-weight:700;margin:0 0 8px 0;">Tasks and signals</div>
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0"><tr>
+  return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Tasks and signals</div>
+<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'><tr>
 ${stat(String(completed), 'completed this month', completed ? COLORS.up : THEME.text)}
 ${stat(String(pending), 'still open')}
 ${stat(String(overdue), 'overdue', overdue ? COLORS.down : THEME.text)}
 </tr></table>
-<div style="margin:10px 0 0 0;font-size:14px;color:${THEME.text};">${escapeHtml(signalsLine(r))}</div>`);
+<div style='margin:10px 0 0 0;font-size:14px;color:${THEME.text};'>${escapeHtml(signalsLine(r))}</div>`);
 }
 
 function moneyChangeHtml(change: string | null, percent: string | null, currency: string): string {
   if (change === null) return '';
   const t = tone(change);
   const pct = percent !== null ? `, ${formatPercent(percent)}` : '';
-  return ` <span style="color:${t.color};font-weight:700;">${t.arrow} ${escapeHtml(formatMoneyChange(change, currency))}${escapeHtml(pct)}</span>`;
+  return ` <span style='color:${t.color};font-weight:700;'>${t.arrow} ${escapeHtml(formatMoneyChange(change, currency))}${escapeHtml(pct)}</span>`;
 }
 
 function valueRow(label: string, value: string, extra: string): string {
-  return `<tr><td style="font-size:14px;line-height:22px;color:${THEME.muted};padding:3px 0;">${escapeHtml(label)}</td>
-<td align="right" style="font-size:15px;line-height:22px;color:${THEME.text};padding:3px 0;"><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
+  return `<tr><td style='font-size:14px;line-height:22px;color:${THEME.muted};padding:3px 0;'>${escapeHtml(label)}</td>
+<td align='right' style='font-size:15px;line-height:22px;color:${THEME.text};padding:3px 0;'><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
 }
 
 function moneyHtml(r: DriftReport): string {
@@ -183,9 +183,9 @@ function moneyHtml(r: DriftReport): string {
     if (f.latest.ebitda !== null) rows.push(valueRow(`EBITDA, ${month}`, formatMoney(f.latest.ebitda), moneyChangeHtml(f.ebitdaChange, f.ebitdaChangePercent, 'USD')));
   }
   if (!rows.length) return '';
-  const note = f?.previous ? `<div style="margin:6px 0 0 0;">${muted(`Financial changes compare with ${monthName(f.previous.month)}.`)}</div>` : '';
-  return card(`<div style="font-size:17px;font-weight:700;margin:0 0 8px 0;">Value and financials</div>
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0">${rows.join('\n')}</table>${note}`);
+  const note = f?.previous ? `<div style='margin:6px 0 0 0;'>${muted(`Financial changes compare with ${monthName(f.previous.month)}.`)}</div>` : '';
+  return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Value and financials</div>
+<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'>${rows.join('\n')}</table>${note}`);
 }
 
 function textOf(r: DriftReport, greeting: string, url: string): string {
@@ -231,7 +231,7 @@ export function renderDriftReportEmail(report: DriftReport, recipient: DriftEmai
     categoriesHtml(report),
     workHtml(report),
     moneyHtml(report),
-    `<div style="font-size:17px;font-weight:700;margin:8px 0 6px 0;">In short</div>`,
+    `<div style='font-size:17px;font-weight:700;margin:8px 0 6px 0;'>In short</div>`,
     paragraph(report.narrative),
     button(url, 'See your full report'),
   ].filter(Boolean).join('\n');

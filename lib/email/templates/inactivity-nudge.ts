@@ -49,19 +49,19 @@ function tasksLine(c: NudgeCompany): string {
 function companyHtml(c: NudgeCompany): string {
   const more = c.pendingTaskCount - c.pendingTaskTitles.length;
   const titles = c.pendingTaskTitles.length
-    ? `<ul style="margin:8px 0 0 0;padding:0 0 0 20px;">${c.pendingTaskTitles.map((t) => `<li style="margin:0 0 4px 0;">${escapeHtml(t)}</li>`).join('')}</ul>` +
-      (more > 0 ? `<div style="margin:4px 0 0 0;">${muted(`and ${more} more`)}</div>` : '')
+    ? `<ul style='margin:8px 0 0 0;padding:0 0 0 20px;'>${c.pendingTaskTitles.map((t) => `<li style='margin:0 0 4px 0;'>${escapeHtml(t)}</li>`).join('')}</ul>` +
+      (more > 0 ? `<div style='margin:4px 0 0 0;'>${muted(`and ${more} more`)}</div>` : '')
     : '';
   // The font comes from the card's cell (see NESTED_FONT in layout.ts).
   return card(
-    `<div style="font-size:17px;font-weight:700;margin:0 0 8px 0;">${escapeHtml(c.name)}</div>
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0">
+    `<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>${escapeHtml(c.name)}</div>
+<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'>
   <tr>
-    <td style="font-size:15px;line-height:22px;color:${THEME.muted};padding:0 0 4px 0;">Buyer Readiness Index</td>
-    <td align="right" style="font-size:15px;line-height:22px;font-weight:700;color:${THEME.brand};padding:0 0 4px 0;">${escapeHtml(score(c.briScore))}</td>
+    <td style='font-size:15px;line-height:22px;color:${THEME.muted};padding:0 0 4px 0;'>Buyer Readiness Index</td>
+    <td align='right' style='font-size:15px;line-height:22px;font-weight:700;color:${THEME.brand};padding:0 0 4px 0;'>${escapeHtml(score(c.briScore))}</td>
   </tr>
   <tr>
-    <td colspan="2" style="font-size:15px;line-height:22px;color:${THEME.text};">${escapeHtml(tasksLine(c))}${titles}</td>
+    <td colspan='2' style='font-size:15px;line-height:22px;color:${THEME.text};'>${escapeHtml(tasksLine(c))}${titles}</td>
   </tr>
 </table>`,
   );

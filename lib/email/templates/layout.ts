@@ -22,7 +22,9 @@ export const THEME = {
   border: '#e4e7eb',
   background: '#f5f7fa',
   card: '#ffffff',
-  font: "-apple-system, BlinkMacSystemFont, 'Segoe UI', Roboto, Helvetica, Arial, sans-serif",
+  // Unquoted family names (valid CSS): the markup quotes its attributes with ', so that
+  // the mail/send JSON needs no escapes for them (bench/FINDINGS.md, round four).
+  font: '-apple-system, BlinkMacSystemFont, Segoe UI, Roboto, Helvetica, Arial, sans-serif',
 } as const;
 
 /** What an email puts into the layout. */
@@ -77,12 +79,12 @@ function compile(template: string): (values: Record<string, string>) => string {
 const NESTED_FONT = `td{font-family:${THEME.font};}`;
 
 const SHELL = compile(`<!DOCTYPE html>
-<html lang="en" xmlns="http://www.w3.org/1999/xhtml">
+<html lang='en' xmlns='http://www.w3.org/1999/xhtml'>
 <head>
-<meta charset="utf-8">
-<meta name="viewport" content="width=device-width, initial-scale=1">
-<meta name="x-apple-disable-message-reformatting">
-<meta name="color-scheme" content="light">
+<meta charset='utf-8'>
+<meta name='viewport' content='width=device-width, initial-scale=1'>
+<meta name='x-apple-disable-message-reformatting'>
+<meta name='color-scheme' content='light'>
 <title>{{title}}</title>
 <!--[if mso]><style>${NESTED_FONT}</style><![endif]-->
 <style>
@@ -92,29 +94,29 @@ const SHELL = compile(`<!DOCTYPE html>
   }
 </style>
 </head>
-<body style="margin:0;padding:0;background-color:${THEME.background};">
-<div style="display:none;max-height:0;overflow:hidden;mso-hide:all;font-size:1px;line-height:1px;color:${THEME.background};">{{preheader}}</div>
-<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="background-color:${THEME.background};">
+<body style='margin:0;padding:0;background-color:${THEME.background};'>
+<div style='display:none;max-height:0;overflow:hidden;mso-hide:all;font-size:1px;line-height:1px;color:${THEME.background};'>{{preheader}}</div>
+<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0' style='background-color:${THEME.background};'>
   <tr>
-    <td align="center" style="padding:24px 12px;">
-      <table role="presentation" class="container" width="600" cellpadding="0" cellspacing="0" border="0" style="width:600px;max-width:600px;">
+    <td align='center' style='padding:24px 12px;'>
+      <table role='presentation' class='container' width='600' cellpadding='0' cellspacing='0' border='0' style='width:600px;max-width:600px;'>
         <tr>
-          <td class="px" style="background-color:${THEME.brand};padding:20px 32px;border-radius:8px 8px 0 0;">
-            <a href="{{appBaseUrl}}" style="font-family:${THEME.font};font-size:20px;font-weight:700;color:#ffffff;text-decoration:none;">Exit OSx</a>
+          <td class='px' style='background-color:${THEME.brand};padding:20px 32px;border-radius:8px 8px 0 0;'>
+            <a href='{{appBaseUrl}}' style='font-family:${THEME.font};font-size:20px;font-weight:700;color:#ffffff;text-decoration:none;'>Exit OSx</a>
           </td>
         </tr>
         <tr>
-          <td class="px" style="background-color:${THEME.card};padding:32px;font-family:${THEME.font};font-size:16px;line-height:24px;color:${THEME.text};">
-            <h1 style="margin:0 0 16px 0;font-family:${THEME.font};font-size:24px;line-height:32px;font-weight:700;color:${THEME.text};">{{title}}</h1>
+          <td class='px' style='background-color:${THEME.card};padding:32px;font-family:${THEME.font};font-size:16px;line-height:24px;color:${THEME.text};'>
+            <h1 style='margin:0 0 16px 0;font-family:${THEME.font};font-size:24px;line-height:32px;font-weight:700;color:${THEME.text};'>{{title}}</h1>
 {{body}}
           </td>
         </tr>
         <tr>
-          <td class="px" style="background-color:${THEME.card};border-top:1px solid ${THEME.border};padding:20px 32px;border-radius:0 0 8px 8px;font-family:${THEME.font};font-size:12px;line-height:18px;color:${THEME.muted};">
+          <td class='px' style='background-color:${THEME.card};border-top:1px solid ${THEME.border};padding:20px 32px;border-radius:0 0 8px 8px;font-family:${THEME.font};font-size:12px;line-height:18px;color:${THEME.muted};'>
             {{reason}}<br>
-            <a href="{{unsubscribeUrl}}" style="color:${THEME.muted};text-decoration:underline;">Unsubscribe</a>
+            <a href='{{unsubscribeUrl}}' style='color:${THEME.muted};text-decoration:underline;'>Unsubscribe</a>
             &nbsp;&middot;&nbsp;
-            <a href="{{preferencesUrl}}" style="color:${THEME.muted};text-decoration:underline;">Email preferences</a><br>
+            <a href='{{preferencesUrl}}' style='color:${THEME.muted};text-decoration:underline;'>Email preferences</a><br>
             Exit OSx &middot; helping owners build a business buyers want.
           </td>
         </tr>
@@ -161,15 +163,15 @@ export function renderLayout(c: LayoutContent): { html: string; text: string } {
 
 /** A paragraph of escaped text. */
 export function paragraph(text: string): string {
-  return `<p style="margin:0 0 16px 0;">${escapeHtml(text)}</p>`;
+  return `<p style='margin:0 0 16px 0;'>${escapeHtml(text)}</p>`;
 }
 
 /** A call-to-action button (a table, so Outlook draws it too). */
 export function button(href: string, label: string): string {
-  return `<table role="presentation" cellpadding="0" cellspacing="0" border="0" style="margin:24px 0;">
+  return `<table role='presentation' cellpadding='0' cellspacing='0' border='0' style='margin:24px 0;'>
   <tr>
-    <td align="center" bgcolor="${THEME.accent}" style="border-radius:6px;background-color:${THEME.accent};">
-      <a href="${escapeHtml(href)}" style="display:inline-block;padding:14px 28px;font-family:${THEME.font};font-size:16px;font-weight:700;line-height:20px;color:#ffffff;text-decoration:none;border-radius:6px;">${escapeHtml(label)}</a>
+    <td align='center' bgcolor='${THEME.accent}' style='border-radius:6px;background-color:${THEME.accent};'>
+      <a href='${escapeHtml(href)}' style='display:inline-block;padding:14px 28px;font-family:${THEME.font};font-size:16px;font-weight:700;line-height:20px;color:#ffffff;text-decoration:none;border-radius:6px;'>${escapeHtml(label)}</a>
     </td>
   </tr>
 </table>`;
@@ -177,9 +179,9 @@ export function button(href: string, label: string): string {
 
 /** A bordered card (one per company, per section). `innerHtml` is already escaped. */
 export function card(innerHtml: string): string {
-  return `<table role="presentation" width="100%" cellpadding="0" cellspacing="0" border="0" style="margin:0 0 16px 0;border:1px solid ${THEME.border};border-radius:6px;">
+  return `<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0' style='margin:0 0 16px 0;border:1px solid ${THEME.border};border-radius:6px;'>
   <tr>
-    <td style="padding:16px 20px;font-family:${THEME.font};font-size:15px;line-height:22px;color:${THEME.text};">
+    <td style='padding:16px 20px;font-family:${THEME.font};font-size:15px;line-height:22px;color:${THEME.text};'>
 ${innerHtml}
     </td>
   </tr>
@@ -188,5 +190,5 @@ ${innerHtml}
 
 /** Muted small text. */
 export function muted(text: string): string {
-  return `<span style="color:${THEME.muted};font-size:14px;">${escapeHtml(text)}</span>`;
+  return `<span style='color:${THEME.muted};font-size:14px;'>${escapeHtml(text)}</span>`;
 }
