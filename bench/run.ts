@@ -36,6 +36,7 @@ const HELP = `npm run bench -- [flags]
   --server URL        PostgreSQL server [postgres://postgres@127.0.0.1:5432/postgres]
   --regenerate        regenerate the data even when a matching template exists
   --cpu-prof          write V8 CPU profiles of the single runs to bench/results/profiles
+  --node-args STR     extra flags on the jobs' node command line (V8 flags NODE_OPTIONS refuses, e.g. --heap-growing-percent=50)
   --heap-sample       write a sampling heap profile of all allocations (collected ones included) per single run
   --log-level LEVEL   the jobs' LOG_LEVEL [info]
   --keep              keep the run databases (for EXPLAIN)
@@ -57,6 +58,7 @@ const { values: flags } = parseArgs({
     regenerate: { type: 'boolean', default: false },
     'cpu-prof': { type: 'boolean', default: false },
     'heap-sample': { type: 'boolean', default: false },
+    'node-args': { type: 'string', default: '' },
     'log-level': { type: 'string', default: 'info' },
     keep: { type: 'boolean', default: false },
     'node-options': { type: 'string', default: '' },
@@ -185,6 +187,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
     logFile: path.join(RESULTS, 'logs', `${users}${TAG}-${job}.log`),
     ...(flags['cpu-prof'] ? { cpuProfDir: path.join(RESULTS, 'profiles', `${users}${TAG}-${job}`) } : {}),
     ...(flags['heap-sample'] ? { heapSampleFile: path.join(RESULTS, 'profiles', `${users}${TAG}-${job}.heapprofile`) } : {}),
+    ...(flags['node-args'] ? { nodeArgs: flags['node-args'].split(' ').filter(Boolean) } : {}),
   });
   await settle();
   const pgStats = statsDelta(before, await dbStats(SERVER, dbName));

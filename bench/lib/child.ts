@@ -33,6 +33,8 @@ export interface ChildRun {
   cpuProfDir?: string;
   /** Write a sampling heap profile of every allocation (preload.mjs) to this file. */
   heapSampleFile?: string;
+  /** Flags for node's command line (V8 flags that NODE_OPTIONS refuses). */
+  nodeArgs?: string[];
   timeoutMs?: number;
 }
 
@@ -101,7 +103,7 @@ export function runChild(o: ChildRun): Promise<ChildResult> {
   fs.rmSync(statsFile, { force: true });
   fs.mkdirSync(path.dirname(o.logFile), { recursive: true });
   const log = fs.openSync(o.logFile, 'w');
-  const nodeArgs = ['--disable-warning=ExperimentalWarning', '--import', PRELOAD];
+  const nodeArgs = ['--disable-warning=ExperimentalWarning', ...(o.nodeArgs ?? []), '--import', PRELOAD];
   if (o.cpuProfDir) {
     fs.mkdirSync(o.cpuProfDir, { recursive: true });
     nodeArgs.push('--cpu-prof', `--cpu-prof-dir=${o.cpuProfDir}`);

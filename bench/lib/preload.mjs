@@ -13,11 +13,6 @@ import process from 'node:process';
 import { createRequire } from 'node:module';
 import { PerformanceObserver, constants, performance } from 'node:perf_hooks';
 import inspector from 'node:inspector';
-import v8 from 'node:v8';
-
-// Experiments with V8 flags that NODE_OPTIONS refuses (BENCH_V8_FLAGS="--flag=…"):
-// set before the job's modules load, as the CLI's first lines would.
-if (process.env.BENCH_V8_FLAGS) v8.setFlagsFromString(process.env.BENCH_V8_FLAGS);
 
 // `npm run bench -- --heap-sample`: a sampling heap profile of everything the job
 // allocates, objects that GC collected included (what makes scavenges frequent),
