@@ -9,8 +9,8 @@ import fs from 'node:fs';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
-import { PGlite } from '@electric-sql/pglite';
-import ClientPGLite from 'knex-pglite';
+import { createRequire } from 'node:module';
+import type { PGlite } from '@electric-sql/pglite';
 import type { Config, DatabaseTimeouts } from '../config.ts';
 import { ConfigError, DependencyError, messageOf } from '../errors.ts';
 import { redact } from '../telemetry/redact.ts';
@@ -42,6 +42,14 @@ const pgTypes = {
     return pg.types.getTypeParser(oid, format as 'text');
   },
 };
+
+/**
+ * PGlite and its knex client are loaded only when used: a job on PostgreSQL (every
+ * CronJob) does not load them (~60 ms of CPU at every start, bench/FINDINGS.md).
+ */
+const loadPglite = async (): Promise<typeof PGlite> => (await import('@electric-sql/pglite')).PGlite;
+const requireCjs = createRequire(import.meta.url);
+const pgliteClient = (): typeof knexFactory.Client => requireCjs('knex-pglite') as typeof knexFactory.Client;
 
 const pgliteParsers = {
   [DATE]: (v: string) => v,
@@ -104,12 +112,12 @@ async function openEmbedded(dir: string): Promise<Database> {
   const release = acquireEmbeddedLock(dataDir);
   let pglite: PGlite;
   try {
-    pglite = await PGlite.create({ dataDir, parsers: pgliteParsers });
+    pglite = await (await loadPglite()).create({ dataDir, parsers: pgliteParsers });
   } catch (err) {
     release();
     throw new DependencyError(`embedded database in ${dir} cannot be opened: ${messageOf(err)}`, { cause: err });
   }
-  const knex = knexFactory({ client: ClientPGLite as unknown as typeof knexFactory.Client, connection: { pglite } as never });
+  const knex = knexFactory({ client: pgliteClient(), connection: { pglite } as never });
   return {
     knex,
     kind: 'pglite',
@@ -137,13 +145,13 @@ export function describeUrl(url: string): string {
 
 /** Wraps an existing PGlite (tests: an in-memory database) as a Database. */
 export function wrapPglite(pglite: PGlite): Database {
-  const knex = knexFactory({ client: ClientPGLite as unknown as typeof knexFactory.Client, connection: { pglite } as never });
+  const knex = knexFactory({ client: pgliteClient(), connection: { pglite } as never });
   return { knex, kind: 'pglite', description: 'embedded:memory', close: () => knex.destroy() };
 }
 
 /** Creates an in-memory PGlite with the suite's type parsers (tests). */
-export function createMemoryPglite(): Promise<PGlite> {
-  return PGlite.create({ parsers: pgliteParsers });
+export async function createMemoryPglite(): Promise<PGlite> {
+  return (await loadPglite()).create({ parsers: pgliteParsers });
 }
 
 /** Opens a PostgreSQL Database for an explicit URL (tests, bench); with `timeouts`, its connections get them as a job's do. */

@@ -146,12 +146,15 @@ export async function ownedCompanies(db: Knex, userIds: string[], o: { now: Date
   if (!userIds.length) return [];
   const { rows } = await db.raw<{
     rows: Array<{
-      user_id: string; company_id: string; company_name: string; bri_score: string | null; pending_count: number; pending_titles: string[] | null;
+      user_id: string; company_id: string; company_name: string; bri_score: string | null; pending_count: number;
+      pending_title_1: string | null; pending_title_2: string | null; pending_title_3: string | null;
       signal_id: string | null; signal_severity: Severity | null; signal_updated_at: Date | null; nudge_status: string | null; nudge_error: string | null;
     }>;
   }>(
     `select cm.user_id, c.id as company_id, c.name as company_name,
-            bri.bri_score, coalesce(t.pending_count, 0) as pending_count, t.pending_titles,
+            bri.bri_score, coalesce(t.pending_count, 0) as pending_count,
+            -- three columns, not an array: the driver parses an array text per row in JS
+            t.pending_titles[1] as pending_title_1, t.pending_titles[2] as pending_title_2, t.pending_titles[3] as pending_title_3,
             sig.id as signal_id, sig.severity as signal_severity, sig.updated_at as signal_updated_at,
             el.status as nudge_status, el.error as nudge_error
      from company_members cm
@@ -186,7 +189,7 @@ export async function ownedCompanies(db: Knex, userIds: string[], o: { now: Date
     companyName: r.company_name,
     briScore: r.bri_score,
     pendingTaskCount: Number(r.pending_count),
-    pendingTaskTitles: r.pending_titles ?? [],
+    pendingTaskTitles: [r.pending_title_1, r.pending_title_2, r.pending_title_3].filter((t) => t !== null),
     openSignal: r.signal_id
       ? { id: r.signal_id, severity: r.signal_severity!, updatedAt: r.signal_updated_at!, nudgeStatus: r.nudge_status, nudgeError: r.nudge_error }
       : null,
