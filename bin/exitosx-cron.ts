@@ -7,8 +7,9 @@
  * any line here runs): it checks the version, and only then loads the program with
  * a dynamic import. Keep the check in syntax that any Node since 14 parses.
  *
- * Then it sets the heap's growth (below), runs the command and exits with its code once stdout has drained (a piped
- * stdout is asynchronous: exiting at once could cut the summary).
+ * Then it sets the heap's growth (below), runs the command and exits with its code
+ * once stdout has drained (a piped stdout is asynchronous: exiting at once could cut
+ * the summary).
  */
 const NODE_MAJOR_NEEDED = 24;
 const running = process.versions.node;

@@ -6,10 +6,10 @@
  * `numeric` as exact decimal text, `timestamptz` as a Date.
  */
 import fs from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import knexFactory, { type Knex } from 'knex';
 import pg from 'pg';
-import { createRequire } from 'node:module';
 import type { PGlite } from '@electric-sql/pglite';
 import type { Config, DatabaseTimeouts } from '../config.ts';
 import { ConfigError, DependencyError, messageOf } from '../errors.ts';

@@ -161,9 +161,6 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   // per task were a cost of every email (bench/FINDINGS.md, round four). `close`
   // waits until none is in flight or waiting.
   const slots = new Slots(config.email.concurrency);
-  let delivering = 0;
-  let whenIdle: Array<() => void> = [];
-  const idle = (): Promise<void> => (delivering === 0 ? Promise.resolve() : new Promise((resolve) => whenIdle.push(resolve)));
   const minDelay = deps.retryMinDelayMs ?? 1000;
   const maxDelay = deps.retryMaxDelayMs ?? 60_000;
   const signal = deps.signal ?? new AbortController().signal;
@@ -208,20 +205,11 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
         idempotencyKey: email.idempotencyKey,
       };
     };
-    delivering++;
+    if (!slots.tryTake()) await slots.take();
     try {
-      if (!slots.tryTake()) await slots.take();
-      try {
-        return (await sendWithRetries())?.messageId ?? null;
-      } finally {
-        slots.release();
-      }
+      return (await sendWithRetries())?.messageId ?? null;
     } finally {
-      if (--delivering === 0) {
-        const waiting = whenIdle;
-        whenIdle = [];
-        for (const wake of waiting) wake();
-      }
+      slots.release();
     }
 
     function sendWithRetries() {
@@ -478,7 +466,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     async close() {
       if (closed) return;
       closed = true;
-      await idle();
+      await slots.idle();
       // Only a transport this service made is closed: one passed in is the caller's.
       if (!deps.transport) await transport.close?.();
     },

@@ -9,11 +9,15 @@
  * a free slot is taken synchronously with no allocation; only a wait costs a promise.
  */
 export class Slots {
+  readonly #count: number;
   #free: number;
   /** Waiting takers, oldest first; each is handed a slot directly by `release`. */
   readonly #waiting: Array<() => void> = [];
+  /** Callers of `idle`, woken when the last slot comes back. */
+  #whenIdle: Array<() => void> = [];
 
   constructor(count: number) {
+    this.#count = count;
     this.#free = count;
   }
 
@@ -51,7 +55,15 @@ export class Slots {
   /** Gives a slot back: to the oldest waiter if any, else to the pool. */
   release(): void {
     const next = this.#waiting.shift();
-    if (next) next();
-    else this.#free++;
+    if (next) return next();
+    if (++this.#free < this.#count) return;
+    const idle = this.#whenIdle;
+    this.#whenIdle = [];
+    for (const wake of idle) wake();
+  }
+
+  /** Resolves once every slot is free and nobody waits (at once if so now). */
+  idle(): Promise<void> {
+    return this.#free === this.#count ? Promise.resolve() : new Promise((resolve) => this.#whenIdle.push(resolve));
   }
 }

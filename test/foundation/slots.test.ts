@@ -61,4 +61,22 @@ describe('slots (a counting semaphore)', () => {
     expect(gone).to.equal('stopping');
     expect(slots.free).to.equal(1);
   });
+
+  it('is idle only once every slot is back and nobody waits', async () => {
+    const slots = new Slots(2);
+    let idle = false;
+    await slots.idle(); // nothing taken: at once
+    expect(slots.tryTake()).to.equal(true);
+    expect(slots.tryTake()).to.equal(true);
+    const third = slots.take();
+    void slots.idle().then(() => (idle = true));
+    slots.release(); // handed to the waiter
+    await third;
+    slots.release();
+    await turn();
+    expect(idle, 'one slot still taken').to.equal(false);
+    slots.release();
+    await turn();
+    expect(idle).to.equal(true);
+  });
 });
