@@ -179,6 +179,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
   await settle();
   const before = await dbStats(SERVER, dbName);
   const sentBefore = sendgrid.accepted;
+  const requestsBefore = sendgrid.requests;
   const bytesBefore = sendgrid.bytes;
   qbo.reset();
   const child = await runChild({
@@ -194,7 +195,7 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
   const limits = job === 'sync-quickbooks' ? qbo.report() : null;
   const print = await withDb(dbName, (db) => fingerprint(db.knex, job, NOW));
   const result = summarise(users, job, child, pgStats, sendgrid.accepted - sentBefore, floor, floorError, limits, sendgrid.bytes - bytesBefore);
-  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements, CPU ${child.cpuMs} ms (user ${child.cpuUserMs}, system ${child.cpuSystemMs}), waiting on SQL ${child.sqlBusyMs} ms (${Object.entries(child.sqlMsByVerb).map(([v, ms]) => `${v} ${ms}`).join(', ')}), ${result.emailsAccepted ? `${result.bytesPerEmail} bytes per email, ` : ''}load ${child.loadAverage}, others ${child.othersCpuPercent}% of the CPUs` +
+  log(`  ${job}: exit ${child.exitCode}, ${child.wallMs} ms, ${result.items} ${bench.itemLabel}, peak RSS ${child.peakRssMb} MB, ${child.statements} statements, CPU ${child.cpuMs} ms (user ${child.cpuUserMs}, system ${child.cpuSystemMs}), waiting on SQL ${child.sqlBusyMs} ms (${Object.entries(child.sqlMsByVerb).map(([v, ms]) => `${v} ${ms}`).join(', ')}), ${result.emailsAccepted ? `${result.emailsAccepted} emails in ${sendgrid.requests - requestsBefore} requests, ${result.bytesPerEmail} bytes per email, ` : ''}load ${child.loadAverage}, others ${child.othersCpuPercent}% of the CPUs` +
     (result.floorMs ? `, floor ${result.floorMs} ms, ratio ${result.ratio}` : ''));
   return { result, print };
 }

@@ -236,7 +236,7 @@ function nudgeTarget(now: Date, companies: OwnedCompany[], changed: Changed[]): 
   return owed && age >= 0 && age < NUDGE_CAP_DAYS * DAY_MS ? { signalId: newest.id, severity: newest.severity } : null;
 }
 
-/** The user's nudge naming every owned active company (rendered when sent), suppressed when preferences or the 7-day cap say so. */
+/** The user's nudge naming every owned active company (rendered when sent, with the chunk's others in one request), suppressed when preferences or the 7-day cap say so. */
 function nudgeFor(ctx: JobContext, c: Candidate, target: Changed): BatchEmail {
   const capped = c.nudge.lastNudgeSentAt !== null && ctx.now.getTime() - c.nudge.lastNudgeSentAt.getTime() < NUDGE_CAP_DAYS * DAY_MS;
   const suppress = !c.nudge.inactivityNudges || c.nudge.unsubscribedAll ? 'preferences' : capped ? 'cap' : undefined;
@@ -252,6 +252,8 @@ function nudgeFor(ctx: JobContext, c: Candidate, target: Changed): BatchEmail {
         ctx.config.appBaseUrl,
       ),
     options: suppress ? { suppress } : {},
+    // A few kB, in the layout's template and values: nudges share SendGrid requests.
+    groupable: true,
   };
 }
 

@@ -11,8 +11,10 @@ import type { AddressInfo } from 'node:net';
 export interface SendGridSink {
   url: string;
   apiKey: string;
-  /** Accepted (202) and refused requests so far. */
+  /** Emails accepted so far: the personalizations of the requests answered 202 (one request may carry many). */
   accepted: number;
+  /** Requests answered 202. */
+  requests: number;
   /** Request body bytes received, all requests. */
   bytes: number;
   refused: number;
@@ -21,7 +23,7 @@ export interface SendGridSink {
 
 export async function startSendGridSink(apiKey = 'SG.bench-key.0123456789abcdef'): Promise<SendGridSink> {
   let seq = 0;
-  const sink: SendGridSink = { url: '', apiKey, accepted: 0, refused: 0, bytes: 0, close: async () => undefined };
+  const sink: SendGridSink = { url: '', apiKey, accepted: 0, requests: 0, refused: 0, bytes: 0, close: async () => undefined };
   const server = http.createServer((req, res) => {
     const chunks: Buffer[] = [];
     req.on('data', (c: Buffer) => {
@@ -30,10 +32,12 @@ export async function startSendGridSink(apiKey = 'SG.bench-key.0123456789abcdef'
     });
     req.on('end', () => {
       let ok = req.method === 'POST' && req.url === '/v3/mail/send' && req.headers.authorization === `Bearer ${apiKey}`;
+      let emails = 0;
       if (ok) {
         try {
           const body = JSON.parse(Buffer.concat(chunks).toString('utf8')) as { personalizations?: unknown[] };
-          ok = Array.isArray(body.personalizations) && body.personalizations.length > 0;
+          emails = Array.isArray(body.personalizations) ? body.personalizations.length : 0;
+          ok = emails > 0;
         } catch {
           ok = false;
         }
@@ -44,7 +48,8 @@ export async function startSendGridSink(apiKey = 'SG.bench-key.0123456789abcdef'
         res.end(JSON.stringify({ errors: [{ message: 'bad request', field: null }] }));
         return;
       }
-      sink.accepted++;
+      sink.accepted += emails;
+      sink.requests++;
       res.writeHead(202, { 'X-Message-Id': `bench-${++seq}` });
       res.end();
     });

@@ -49,7 +49,8 @@ export interface ReportToEmail {
 /**
  * Sends (or records as suppressed, for owners whose preferences say no) each report
  * to each of its recipients: every email of the batch through one `sendMany` (its
- * database work batched). Results in the batch's order.
+ * database work batched, reports of one shape in one request). Results in the
+ * batch's order.
  */
 export async function deliverReports(emails: EmailService, appBaseUrl: string, batch: ReportToEmail[]): Promise<DeliveryResult[]> {
   const messages = batch.flatMap(({ report, recipients }) =>
@@ -57,6 +58,9 @@ export async function deliverReports(emails: EmailService, appBaseUrl: string, b
       email: { type: 'DRIFT_REPORT' as const, idempotencyKey: driftEmailKey(report.company.id, report.period.month, r.userId), userId: r.userId, to: r.email },
       render: () => renderDriftReportEmail(report, { name: r.name }, appBaseUrl),
       options: r.allowed ? {} : { suppress: 'preferences' as const },
+      // The report's shape in the layout's template, its figures as values: reports
+      // of one shape share SendGrid requests.
+      groupable: true,
     })),
   );
   const results = await emails.sendMany(messages);

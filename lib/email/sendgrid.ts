@@ -17,7 +17,7 @@ import { Pool } from 'undici';
 import { exchange, type Answer, type ExchangeFailure } from '../http-exchange.ts';
 import { PermanentError, TransientError } from '../errors.ts';
 import { redact } from '../telemetry/redact.ts';
-import { OutcomeUnknownError, type Transport, type TransportMessage } from './transport.ts';
+import { OutcomeUnknownError, type Transport, type TransportGroup, type TransportMessage } from './transport.ts';
 
 const { EmailAddress } = classes;
 
@@ -65,6 +65,12 @@ export class SendGridTransport implements Transport {
 
   async send(m: TransportMessage): Promise<{ messageId: string | null }> {
     const { headers } = await this.exchange('POST', this.path, mailSendBody(m));
+    return { messageId: headerValue(headers, 'x-message-id') ?? null };
+  }
+
+  /** A group in one request: a personalization per member, the template once (lib/email/substitution.ts). */
+  async sendGroup(group: TransportGroup): Promise<{ messageId: string | null }> {
+    const { headers } = await this.exchange('POST', this.path, mailSendGroupBody(group));
     return { messageId: headerValue(headers, 'x-message-id') ?? null };
   }
 
@@ -149,6 +155,23 @@ export function mailSendBody(m: TransportMessage): string {
     categories: m.categories,
     custom_args: m.customArgs,
     headers: m.headers,
+  });
+}
+
+/**
+ * The v3 mail/send request body of a group, as JSON text: each member's recipient,
+ * subject, headers, custom_args and substitutions in its personalization; the
+ * content, with the tags SendGrid fills from them, once.
+ */
+export function mailSendGroupBody(g: TransportGroup): string {
+  return JSON.stringify({
+    personalizations: g.members.map((m) => ({ to: [{ email: m.to }], subject: m.subject, headers: m.headers, substitutions: m.values, custom_args: m.customArgs })),
+    from: parseAddress(g.from),
+    content: [
+      { type: 'text/plain', value: g.template.text },
+      { type: 'text/html', value: g.template.html },
+    ],
+    categories: g.categories,
   });
 }
 

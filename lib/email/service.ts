@@ -24,7 +24,8 @@ import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutboxTransport } from './outbox.ts';
 import { SendGridTransport } from './sendgrid.ts';
-import { OutcomeUnknownError, type Transport, type TransportMessage } from './transport.ts';
+import { PERSONALIZATIONS_MAX, substitutable, type Substituted, type SubstitutionTemplate } from './substitution.ts';
+import { OutcomeUnknownError, type Transport, type TransportGroup, type TransportMessage } from './transport.ts';
 
 export type EmailType = 'DRIFT_REPORT' | 'INACTIVITY_NUDGE';
 
@@ -78,14 +79,26 @@ export interface SendOptions {
 /** What an email is without its content: enough to claim its key. */
 export type EmailHead = Omit<OutgoingEmail, 'subject' | 'html' | 'text'>;
 
-/** An email's content. */
-export type EmailContent = Pick<OutgoingEmail, 'subject' | 'html' | 'text'>;
+/** An email's content; with `substituted`, also as its kind's template and its own values. */
+export type EmailContent = Pick<OutgoingEmail, 'subject' | 'html' | 'text'> & { substituted?: Substituted };
 
 /**
  * An email of `sendMany`: whole, or its head and a `render` called only when it is
  * about to be sent, so that a page's emails are never all rendered at once.
  */
-export type BatchEmail = { email: OutgoingEmail; options?: SendOptions } | { email: EmailHead; render(): Pick<OutgoingEmail, 'subject' | 'html' | 'text'>; options?: SendOptions };
+export type BatchEmail =
+  | { email: OutgoingEmail; options?: SendOptions }
+  | {
+      email: EmailHead;
+      render(): EmailContent;
+      options?: SendOptions;
+      /**
+       * Its render is small and gives `substituted` content: it is rendered before a
+       * slot is free, and sent in one request with the chunk's others of its kind
+       * (SendGrid personalizations, lib/email/substitution.ts).
+       */
+      groupable?: boolean;
+    };
 
 export interface EmailService {
   send(email: OutgoingEmail, options?: SendOptions): Promise<SendResult>;
@@ -177,6 +190,15 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     return stale;
   };
 
+  /** What every email carries besides its content: tags for the provider's statistics and webhook, the unsubscribe headers. */
+  const envelope = (email: EmailHead, logId: string) => ({
+    customArgs: { idempotency_key: email.idempotencyKey, email_type: email.type, email_log_id: logId },
+    headers: {
+      'List-Unsubscribe': `<${oneClickUnsubscribeUrl(config.appBaseUrl, logId)}>`,
+      'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
+    },
+  });
+
   /**
    * Delivers one message through the transport, with retries; returns the provider's id.
    * `content` is called once a slot is free, so that only the emails in flight are
@@ -188,40 +210,40 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
     // this email only, before any transport: SendGrid would refuse it (400) only
     // after a round trip, and an outbox file for it would be useless.
     if (!isPlausibleAddress(email.to)) throw new PermanentError(`invalid recipient address ${JSON.stringify(email.to.slice(0, 100))}`);
-    const buildMessage = (): TransportMessage => {
+    return withRetries(email.idempotencyKey, () => {
       const { subject, html, text } = content();
-      return {
-        to: email.to,
-        from: config.email.from,
-        subject,
-        html,
-        text,
-        categories: [CATEGORIES[email.type]],
-        customArgs: { idempotency_key: email.idempotencyKey, email_type: email.type, email_log_id: logId },
-        headers: {
-          'List-Unsubscribe': `<${oneClickUnsubscribeUrl(config.appBaseUrl, logId)}>`,
-          'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click',
-        },
-        idempotencyKey: email.idempotencyKey,
-      };
+      const message: TransportMessage = { to: email.to, from: config.email.from, subject, html, text, categories: [CATEGORIES[email.type]], ...envelope(email, logId), idempotencyKey: email.idempotencyKey };
+      return () => transport.send(message);
+    });
+  };
+
+  /** Delivers a group in one request (`transport.sendGroup`), with retries: one verdict for all. */
+  const deliverGroup = (members: GroupMember[], template: SubstitutionTemplate): Promise<string | null> => {
+    const group: TransportGroup = {
+      from: config.email.from,
+      categories: [CATEGORIES[members[0]!.email.type]],
+      template,
+      members: members.map(({ email, logId, content }) => ({ to: email.to, subject: content.subject, values: content.substituted!.values, ...envelope(email, logId), idempotencyKey: email.idempotencyKey })),
     };
+    return withRetries(`${members[0]!.email.idempotencyKey} (and ${members.length - 1} more in its request)`, () => () => transport.sendGroup!(group));
+  };
+
+  /**
+   * Takes a slot, then sends with retries. `prepare` runs once the slot is taken
+   * (rendering happens there) and gives the one attempt to repeat.
+   */
+  const withRetries = async (key: string, prepare: () => () => Promise<{ messageId: string | null }>): Promise<string | null> => {
     if (!slots.tryTake()) await slots.take();
     try {
-      return (await sendWithRetries())?.messageId ?? null;
-    } finally {
-      slots.release();
-    }
-
-    function sendWithRetries() {
       // Waiting for a slot when the run was asked to stop: not started, so not sent.
       // Starting it would cost a whole attempt (up to EMAIL_TIMEOUT_MS) per slot
       // round, which could outlast the pod's termination grace period.
       if (signal.aborted) throw new StoppedBeforeSendError(STOPPED_BEFORE_SEND);
-      const message = buildMessage();
-      return pRetry(
+      const sendOnce = prepare();
+      const sent = await pRetry(
         async () => {
           try {
-            return await transport.send(message);
+            return await sendOnce();
           } catch (err) {
             // p-retry retries anything but an AbortError: stop at once on a permanent failure.
             if (err instanceof PermanentError) throw new AbortError(err);
@@ -240,13 +262,16 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
           shouldRetry: ({ error }) => error instanceof TransientError && !signal.aborted,
           onFailedAttempt: async ({ error, attemptNumber, retriesLeft, retryDelay }) => {
             const asked = error instanceof TransientError ? error.retryAfterMs : undefined;
-            log.warn('email:retry', { key: email.idempotencyKey, attempt: attemptNumber, retriesLeft, error: redact(error.message), retryAfterMs: asked });
+            log.warn('email:retry', { key, attempt: attemptNumber, retriesLeft, error: redact(error.message), retryAfterMs: asked });
             // The API said how long to wait: wait at least that long (capped), on top of
             // the backoff p-retry applies next.
             if (asked !== undefined && retriesLeft > 0 && asked > retryDelay) await sleep(Math.min(asked, maxDelay) - retryDelay, signal);
           },
         },
       );
+      return sent.messageId ?? null;
+    } finally {
+      slots.release();
     }
   };
 
@@ -296,29 +321,54 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
    * "would send", which records nothing more).
    */
   const attempt = async (email: EmailHead, content: () => EmailContent, logId: string): Promise<{ messageId: string | null } | { result: SendResult }> => {
-    const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
     if (dryRun) {
       content(); // rendered, as a real run would: a template that fails shows in the dry run too
-      log.debug('email:would-send', { ...fields, transport: transport.name });
+      log.debug('email:would-send', { key: email.idempotencyKey, type: email.type, userId: email.userId, transport: transport.name });
       return { result: { outcome: 'sent', status: 'SENT' } };
     }
     try {
       return { messageId: await deliver(email, content, logId) };
     } catch (err) {
-      const original = err instanceof AbortError ? (err.originalError ?? err) : err;
-      if (original instanceof StoppedBeforeSendError) {
-        // A known error: the next run claims it back (reclaimFailed) and sends it.
-        await markFailed(db, logId, STOPPED_BEFORE_SEND);
-        log.info('email:stopped', { ...fields, detail: STOPPED_BEFORE_SEND });
-        return { result: { outcome: 'stopped', status: 'FAILED', error: STOPPED_BEFORE_SEND } };
-      }
-      // An unknown outcome is stored as such, so no run ever claims it back.
-      const message = redact(messageOf(original));
-      const error = (original instanceof OutcomeUnknownError ? `${OUTCOME_UNKNOWN}: ${message}` : message).slice(0, 500);
-      await markFailed(db, logId, error);
-      log.error('email:failed', { ...fields, transport: transport.name, error });
-      return { result: { outcome: 'failed', status: 'FAILED', error } };
+      return { result: await recordFailure(email, logId, err) };
     }
+  };
+
+  /**
+   * Sends a group in one request. When SendGrid refuses the request itself (a
+   * 4xx: one bad personalization fails them all), each is sent alone, so that
+   * only the bad one fails. Any other failure is every member's, recorded as
+   * `attempt` records it (an unknown outcome stays unknown for all of them).
+   */
+  const attemptGroup = async (members: GroupMember[], template: SubstitutionTemplate): Promise<Array<{ messageId: string | null } | { result: SendResult }>> => {
+    try {
+      const messageId = await deliverGroup(members, template);
+      return members.map(() => ({ messageId }));
+    } catch (err) {
+      const original = err instanceof AbortError ? (err.originalError ?? err) : err;
+      if (original instanceof PermanentError && !(original instanceof OutcomeUnknownError)) {
+        log.warn('email:group-refused', { count: members.length, key: members[0]!.email.idempotencyKey, error: redact(messageOf(original)), detail: 'sending each of the request alone' });
+        return Promise.all(members.map((m) => attempt(m.email, () => m.content, m.logId)));
+      }
+      return Promise.all(members.map(async (m) => ({ result: await recordFailure(m.email, m.logId, original) })));
+    }
+  };
+
+  /** Records an email the transport did not take: FAILED with its error (a stop before sending is a known error: owed to the next run). */
+  const recordFailure = async (email: EmailHead, logId: string, err: unknown): Promise<SendResult> => {
+    const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
+    const original = err instanceof AbortError ? (err.originalError ?? err) : err;
+    if (original instanceof StoppedBeforeSendError) {
+      // A known error: the next run claims it back (reclaimFailed) and sends it.
+      await markFailed(db, logId, STOPPED_BEFORE_SEND);
+      log.info('email:stopped', { ...fields, detail: STOPPED_BEFORE_SEND });
+      return { outcome: 'stopped', status: 'FAILED', error: STOPPED_BEFORE_SEND };
+    }
+    // An unknown outcome is stored as such, so no run ever claims it back.
+    const message = redact(messageOf(original));
+    const error = (original instanceof OutcomeUnknownError ? `${OUTCOME_UNKNOWN}: ${message}` : message).slice(0, 500);
+    await markFailed(db, logId, error);
+    log.error('email:failed', { ...fields, transport: transport.name, error });
+    return { outcome: 'failed', status: 'FAILED', error };
   };
 
   // The provider accepted these. If recording SENT fails (the database went away, or
@@ -388,19 +438,39 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       }
       const claims = await claimChunk(chunk.map(({ email, options }) => claimRow(email, options)));
       const sent: Array<{ email: EmailHead; id: string; providerMessageId: string | null }> = [];
+      const settle = (email: EmailHead, logId: string, i: number, tried: { messageId: string | null } | { result: SendResult }) => {
+        if ('result' in tried) return (results[i] = tried.result);
+        sent.push({ email, id: logId, providerMessageId: tried.messageId });
+        results[i] = { outcome: 'sent', status: 'SENT' };
+      };
+      // The chunk's keys settled first: what is left is to be sent.
+      const claimed: ToSend[] = [];
       await Promise.all(
         chunk.map(async ({ b, email, options, i }) => {
           const logId = claims.get(email.idempotencyKey);
           claims.delete(email.idempotencyKey); // a key twice in one batch: the second is settled as taken
           if (logId === LOCKED) return (results[i] = lockedResult(email));
-          const claimed = logId ? claimedNew(email, options, logId) : await claimTaken(email, options).catch((err: unknown) => lockedOr(err, email));
-          if ('result' in claimed) return (results[i] = claimed.result);
-          const tried = await attempt(email, content(b), claimed.logId);
-          if ('result' in tried) return (results[i] = tried.result);
-          sent.push({ email, id: claimed.logId, providerMessageId: tried.messageId });
-          results[i] = { outcome: 'sent', status: 'SENT' };
+          const taken = logId ? claimedNew(email, options, logId) : await claimTaken(email, options).catch((err: unknown) => lockedOr(err, email));
+          if ('result' in taken) return (results[i] = taken.result);
+          claimed.push({ b, email, logId: taken.logId, i });
         }),
       );
+      // Groupable emails (a transport that takes groups, not a dry run) go as one
+      // request per kind; the others one by one, rendered when their slot is free.
+      const canGroup = !dryRun && transport.sendGroup !== undefined;
+      const isGroupable = (c: ToSend) => canGroup && 'groupable' in c.b && c.b.groupable === true;
+      await Promise.all([
+        ...claimed.filter((c) => !isGroupable(c)).map(async ({ b, email, logId, i }) => settle(email, logId, i, await attempt(email, content(b), logId))),
+        ...groupsOf(claimed.filter(isGroupable), content).map(async (unit) => {
+          if ('failed' in unit) return (results[unit.i] = await recordFailure(unit.email, unit.logId, unit.failed));
+          if ('alone' in unit || unit.members.length === 1) {
+            const alone = 'alone' in unit ? unit.alone : unit.members[0]!;
+            return settle(alone.email, alone.logId, alone.i, await attempt(alone.email, () => alone.content, alone.logId));
+          }
+          const outcomes = await attemptGroup(unit.members, unit.template);
+          unit.members.forEach((m, k) => settle(m.email, m.logId, m.i, outcomes[k]!));
+        }),
+      ]);
       if (sent.length) {
         const unrecorded = await recordSent(sent);
         chunk.forEach(({ email, i }) => {
@@ -471,6 +541,56 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       if (!deps.transport) await transport.close?.();
     },
   };
+}
+
+/** A claimed email of a `sendMany` chunk, to be sent. */
+interface ToSend {
+  b: BatchEmail;
+  email: EmailHead;
+  logId: string;
+  i: number;
+}
+
+/** A claimed email rendered for a group. */
+interface GroupMember extends Omit<ToSend, 'b'> {
+  content: EmailContent;
+}
+
+/** What `groupsOf` makes of a chunk's groupable emails: a request for a group, an email sent alone, or a render that failed. */
+type GroupUnit = { template: SubstitutionTemplate; members: GroupMember[] } | { alone: GroupMember } | (Omit<ToSend, 'b'> & { failed: unknown });
+
+/**
+ * Renders groupable emails and groups them by their kind's template, at most
+ * PERSONALIZATIONS_MAX a request. One that SendGrid could not fill from the
+ * template (too large, no `substituted`, an address it would refuse) is a group
+ * of its own, sent alone; one whose render throws fails alone.
+ */
+function groupsOf(items: ToSend[], content: (b: BatchEmail) => () => EmailContent): GroupUnit[] {
+  const units: GroupUnit[] = [];
+  const byTemplate = new Map<SubstitutionTemplate, GroupMember[]>();
+  for (const { b, ...rest } of items) {
+    let rendered: EmailContent;
+    try {
+      rendered = content(b)();
+    } catch (err) {
+      units.push({ ...rest, failed: err });
+      continue;
+    }
+    const member: GroupMember = { ...rest, content: rendered };
+    const s = rendered.substituted;
+    if (!s || !isPlausibleAddress(rest.email.to) || !substitutable(s.values)) {
+      units.push({ alone: member });
+      continue;
+    }
+    let members = byTemplate.get(s.template);
+    if (!members || members.length >= PERSONALIZATIONS_MAX) {
+      members = [];
+      byTemplate.set(s.template, members);
+      units.push({ template: s.template, members });
+    }
+    members.push(member);
+  }
+  return units;
 }
 
 /** One address, local@domain with a dot in the domain, no spaces or angle brackets: what a provider can deliver to. */

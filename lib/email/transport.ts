@@ -3,6 +3,7 @@
  * transports: SendGrid (SENDGRID_API_KEY set) and the outbox folder (unset).
  */
 import { PermanentError } from '../errors.ts';
+import type { SubstitutionTemplate } from './substitution.ts';
 
 /**
  * The request reached the provider in full, but no answer came back (a timeout, or
@@ -32,6 +33,17 @@ export interface TransportMessage {
   idempotencyKey: string;
 }
 
+/**
+ * Emails of one kind sent in one request (SendGrid's personalizations): the
+ * kind's template with tags, filled by the provider with each member's values.
+ */
+export interface TransportGroup {
+  from: string;
+  categories: string[];
+  template: SubstitutionTemplate;
+  members: Array<Pick<TransportMessage, 'to' | 'subject' | 'customArgs' | 'headers' | 'idempotencyKey'> & { values: Record<string, string> }>;
+}
+
 export interface Transport {
   /** `sendgrid` or `outbox`, for logs. */
   readonly name: string;
@@ -41,6 +53,11 @@ export interface Transport {
    * OutcomeUnknownError (sent, no answer: never retried) or PermanentError (it will not).
    */
   send(message: TransportMessage): Promise<{ messageId: string | null }>;
+  /**
+   * Sends a group in one request, all or none: one verdict, one message id. Errors
+   * as `send`'s. Absent when the transport has no such request (the outbox).
+   */
+  sendGroup?(group: TransportGroup): Promise<{ messageId: string | null }>;
   /** Releases what the transport holds open (connections); called once, when the service closes. */
   close?(): Promise<void>;
 }

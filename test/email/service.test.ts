@@ -11,7 +11,8 @@ import path from 'node:path';
 import { PassThrough } from 'node:stream';
 import { expect } from 'chai';
 import { loadConfig } from '../../lib/config.ts';
-import { createEmailService, type EmailService, type OutgoingEmail } from '../../lib/email/service.ts';
+import { createEmailService, type BatchEmail, type EmailService, type OutgoingEmail } from '../../lib/email/service.ts';
+import { renderInactivityNudge } from '../../lib/email/templates/inactivity-nudge.ts';
 import { createLogger } from '../../lib/telemetry/log.ts';
 import { eachBackend } from '../support/db.ts';
 import { aUser, daysBefore } from '../support/factories.ts';
@@ -354,6 +355,102 @@ describe('email service', function () {
         }
         expect(sendgrid.requests).to.have.length(0);
         expect(await rows()).to.have.length(0);
+      });
+    });
+
+    describe('sendMany, groupable emails (SendGrid personalizations)', () => {
+      const APP = 'https://app.example.test';
+      /** A nudge, rendered as the job renders it; `company` makes each one's content its own. */
+      const render = (company: string, name = 'Jane Owner', titles: string[] = ['Reconcile the books']) =>
+        renderInactivityNudge({ userName: name, daysInactive: 30, companies: [{ name: company, briScore: '61.20', pendingTaskCount: titles.length, pendingTaskTitles: titles }] }, APP);
+      const nudge = (key: string, company: string, over: { to?: string; titles?: string[] } = {}): BatchEmail => ({
+        email: { type: 'INACTIVITY_NUDGE', idempotencyKey: key, userId: user.id, to: over.to ?? String(user.email) },
+        render: () => render(company, undefined, over.titles),
+        groupable: true,
+      });
+      const byKey = () => new Map(sendgrid.accepted().map((r) => [(r.body.custom_args as Record<string, string>).idempotency_key, r]));
+      const companies = ['Alpha Plumbing LLC', 'Bäckerei <Beta> & Söhne', 'Gamma 100% Growth', 'Delta "Quotes" Ltd', 'Épsilon Café'];
+
+      it('sends a chunk of them in one request, each delivered exactly as it would be alone, and records each SENT', async () => {
+        const results = await service().sendMany(companies.map((c, i) => nudge(`g:${i}`, c)));
+        expect(results.map((r) => r.outcome)).to.deep.equal(Array(5).fill('sent'));
+        expect(sendgrid.requests).to.have.length(1);
+        const [request] = sendgrid.requests;
+        expect(request!.status, JSON.stringify(request!.errors)).to.equal(202);
+        expect(request!.body.personalizations).to.have.length(5);
+        const logRows = await rows();
+        const mails = byKey();
+        for (const [i, company] of companies.entries()) {
+          const row = logRows.find((r) => r.idempotency_key === `g:${i}`)!;
+          expect(row).to.include({ status: 'SENT', provider_message_id: request!.messageId });
+          const mail = mails.get(`g:${i}`)!;
+          const alone = render(company);
+          // What SendGrid fills in from the request is what a request of its own would carry.
+          expect(mail.body.subject).to.equal(alone.subject);
+          expect(mail.body.content).to.deep.equal([{ type: 'text/plain', value: alone.text }, { type: 'text/html', value: alone.html }]);
+          expect(alone.html).to.contain(company.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace(/"/g, '&quot;'));
+          expect(JSON.stringify(mail.body)).not.to.contain('%%exitosx:');
+          expect(mail.body.personalizations).to.deep.equal([{ to: [{ email: user.email }] }]);
+          expect(mail.body.custom_args).to.deep.equal({ idempotency_key: `g:${i}`, email_type: 'INACTIVITY_NUDGE', email_log_id: row.id });
+          expect(mail.body.headers).to.deep.equal({ 'List-Unsubscribe': `<${APP}/email/unsubscribe?token=${String(row.id)}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' });
+          expect(mail.body.categories).to.deep.equal(['inactivity-nudge']);
+        }
+      });
+
+      it('sends one alone when SendGrid could not fill it from the template: substitutions over 10,000 bytes, or %% in a value', async () => {
+        const long = Array.from({ length: 3 }, (_, i) => `${'Review every supplier contract and renegotiate the terms '.repeat(60)}${i}`);
+        const results = await service().sendMany([nudge('g:a', 'Alpha'), nudge('g:long', 'Long Titles Inc.', { titles: long }), nudge('g:pct', 'Save %%exitosx:body%% Co'), nudge('g:b', 'Beta')]);
+        expect(results.map((r) => r.outcome)).to.deep.equal(Array(4).fill('sent'));
+        expect(sendgrid.requests.map((r) => (r.body.personalizations as unknown[]).length).sort()).to.deep.equal([1, 1, 2]);
+        expect(sendgrid.requests.every((r) => r.status === 202)).to.equal(true);
+        const mails = byKey();
+        expect((mails.get('g:pct')!.body.content as Array<{ value: string }>)[1]!.value).to.contain('Save %%exitosx:body%% Co');
+        expect((mails.get('g:long')!.body.content as Array<{ value: string }>)[1]!.value).to.contain(long[2]!.slice(-40));
+      });
+
+      it('sends each alone when SendGrid refuses the request (400), so that only the bad one fails', async () => {
+        // Plausible to the service, refused by SendGrid's schema (format: email).
+        const results = await service().sendMany([nudge('g:0', 'Alpha'), nudge('g:bad', 'Beta', { to: 'a..b@example.com' }), nudge('g:2', 'Gamma')]);
+        expect(results.map((r) => r.outcome)).to.deep.equal(['sent', 'failed', 'sent']);
+        expect(results[1]!.error).to.match(/SendGrid answered 400/);
+        expect(sendgrid.requests.map((r) => [r.status, (r.body.personalizations as unknown[]).length])).to.deep.members([[400, 3], [202, 1], [400, 1], [202, 1]]);
+        expect(sendgrid.requests[0]).to.include({ status: 400 });
+        expect((await rows()).map((r) => [r.idempotency_key, r.status])).to.deep.equal([['g:0', 'SENT'], ['g:2', 'SENT'], ['g:bad', 'FAILED']]);
+        expect(logLines.filter((l) => l.message === 'email:group-refused')).to.have.length(1);
+      });
+
+      it('retries the whole request on a 5xx, and records every member SENT once', async () => {
+        sendgrid.failNext({ status: 503 });
+        const results = await service().sendMany(companies.map((c, i) => nudge(`g:${i}`, c)));
+        expect(results.map((r) => r.outcome)).to.deep.equal(Array(5).fill('sent'));
+        expect(sendgrid.requests.map((r) => [r.status, (r.body.personalizations as unknown[]).length])).to.deep.equal([[503, 5], [202, 5]]);
+        expect(sendgrid.accepted()).to.have.length(5);
+      });
+
+      it('records every member FAILED "outcome unknown" when the request went out and no answer came; never resent', async function () {
+        this.timeout(10_000);
+        sendgrid.hangWith('hang');
+        const results = await service({ env: { EMAIL_TIMEOUT_MS: '300' } }).sendMany(companies.slice(0, 3).map((c, i) => nudge(`g:${i}`, c)));
+        expect(results.map((r) => r.outcome)).to.deep.equal(Array(3).fill('failed'));
+        for (const r of results) expect(r.error).to.match(/^outcome unknown: /);
+        expect(sendgrid.requests).to.have.length(1);
+        expect(sendgrid.delivered()).to.have.length(3);
+        sendgrid.recover();
+        const later = await service().sendMany(companies.slice(0, 3).map((c, i) => nudge(`g:${i}`, c)));
+        expect(later.map((r) => r.outcome)).to.deep.equal(Array(3).fill('already'));
+        expect(sendgrid.requests).to.have.length(1);
+      });
+
+      it('sends them one by one to the outbox (no group request there)', async () => {
+        const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'exitosx-outbox-'));
+        try {
+          const results = await service({ env: { SENDGRID_API_KEY: '', EMAIL_OUTBOX_DIR: dir } }).sendMany(companies.slice(0, 2).map((c, i) => nudge(`g:${i}`, c)));
+          expect(results.map((r) => r.outcome)).to.deep.equal(['sent', 'sent']);
+          expect(fs.readFileSync(path.join(dir, 'g_0.html'), 'utf8')).to.equal(render(companies[0]!).html);
+        } finally {
+          fs.rmSync(dir, { recursive: true, force: true });
+        }
+        expect(sendgrid.requests).to.have.length(0);
       });
     });
 

@@ -5,7 +5,8 @@
  */
 import { expect } from 'chai';
 import { renderInactivityNudge, type NudgeData } from '../../lib/email/templates/inactivity-nudge.ts';
-import { button, renderLayout } from '../../lib/email/templates/layout.ts';
+import { fill } from '../../lib/email/substitution.ts';
+import { button, renderLayout, renderLayoutSubstituted } from '../../lib/email/templates/layout.ts';
 
 const APP = 'https://app.example.test';
 /** The product app's notification settings, opened on the nudges' unsubscribe (written out: not built by the code under test). */
@@ -72,6 +73,19 @@ describe('email templates', () => {
       expect(html).to.contain('<title>T &amp; T</title>').and.contain('<p>body {{title}}</p>').and.contain('href=\'https://app.example.test/u?a=1&amp;b=2\'');
       expect(html.indexOf('Exit OSx</a>')).to.be.lessThan(html.indexOf('<p>body')).and.lessThan(html.indexOf('Unsubscribe'));
       expect(text).to.contain('T & T').and.contain('body').and.contain(`Unsubscribe: ${APP}/u?a=1&b=2`).and.contain('Because.');
+    });
+
+    it('as one shared template and each email\'s values (SendGrid substitutions), fills in to exactly what renderLayout gives', () => {
+      const content = (title: string) => ({ title, preheader: 'pre <b>', bodyHtml: `<p>body of ${title} {{title}}</p>`, bodyText: ' body\n', appBaseUrl: APP, unsubscribeUrl: `${APP}/u?a=1&b=2`, reason: 'Because.' });
+      const one = renderLayoutSubstituted(content('T & T'));
+      const two = renderLayoutSubstituted(content('Ünïcode 50%'));
+      expect(two.template).to.equal(one.template);
+      for (const [s, title] of [[one, 'T & T'], [two, 'Ünïcode 50%']] as const) {
+        const whole = renderLayout(content(title));
+        expect(fill(s.template.html, s.values)).to.equal(whole.html);
+        expect(fill(s.template.text, s.values)).to.equal(whole.text);
+      }
+      expect(one.template.html).to.contain('%%exitosx:title%%').and.not.contain('T &amp; T');
     });
 
     it('draws buttons as tables with an escaped link', () => {

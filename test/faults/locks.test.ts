@@ -279,8 +279,9 @@ describe('faults: the product app holds locks while a job runs (PostgreSQL, real
     const dbName = new URL(t.url!).pathname.slice(1);
     await t.knex.raw(`alter database ${dbName} set idle_session_timeout = '1s'`);
     try {
-      // Each email takes 0.6 s, one at a time: the run lasts well over the 1 s idle limit.
-      sendgrid.delay(600);
+      // The nudges go as one request (SendGrid personalizations), answered after 3.5 s:
+      // the run lasts well over the 1 s idle limit.
+      sendgrid.delay(3500);
       const r = await run(['detect-inactivity'], { ...sendgridEnv(sendgrid, { EMAIL_CONCURRENCY: '1' }) });
       expect(r.code, r.stderr.slice(-2000)).to.equal(0);
       expect(Number(r.summary!.durationMs)).to.be.above(3000);

@@ -404,16 +404,18 @@ describe('detect-inactivity', function () {
       const watch = setInterval(() => {
         if (sendgrid.maxConcurrent() > 0) stop.abort();
       }, 5);
-      // One email at a time: the email service claims 8 per chunk, so the stop lands
-      // with the page's signals committed, 1 nudge in flight (finished), 7 claimed but
-      // waiting for a slot (not started: FAILED "not sent", owed) and 4 not yet claimed.
+      // The email service claims 8 per chunk (8 × EMAIL_CONCURRENCY) and sends a
+      // chunk's nudges in one request, so the stop lands with the page's signals
+      // committed, one request of 8 nudges in flight (finished: all 8 sent) and 4 not
+      // yet claimed (no row, owed to the next run).
       const first = await runInProcess(job, {}, { database: db().database, env: { ...env(), EMAIL_CONCURRENCY: '1' }, signal: stop.signal }).finally(() => clearInterval(watch));
       expect(first.exitCode).to.equal(143);
-      expect(first.summary).to.include({ interrupted: true, signalsCreated: 12, emailsSent: 1 });
-      expect((await emailLog()).map((e) => e.status).sort()).to.deep.equal([...Array(7).fill('FAILED'), 'SENT']);
+      expect(first.summary).to.include({ interrupted: true, signalsCreated: 12, emailsSent: 8 });
+      expect((await emailLog()).map((e) => e.status)).to.deep.equal(Array(8).fill('SENT'));
       expect(sendgrid.requests).to.have.length(1);
+      expect((sendgrid.requests[0]!.body.personalizations as unknown[]).length).to.equal(8);
       const second = await run();
-      expect(second.summary).to.include({ signalsCreated: 0, emailsSent: 11, errors: 0 });
+      expect(second.summary).to.include({ signalsCreated: 0, emailsSent: 4, errors: 0 });
       expect(await signals()).to.have.length(12);
       expect(sendgrid.accepted()).to.have.length(12);
       expect((await emailLog()).map((e) => e.status)).to.deep.equal(Array(12).fill('SENT'));

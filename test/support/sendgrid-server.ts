@@ -62,7 +62,7 @@ export interface SendGridServer {
   apiKey: string;
   /** Every request received, in order. */
   requests: ReceivedMail[];
-  /** The accepted ones (202). */
+  /** The emails accepted (202): one per personalization, as SendGrid delivers them (`emailsOf`). */
   accepted(): ReceivedMail[];
   /** The next requests get these answers, in order, before normal service resumes. */
   failNext(...failures: QueuedFailure[]): void;
@@ -77,7 +77,7 @@ export interface SendGridServer {
   hangWith(fault: HangingFault): void;
   /** Resolves when the next mail/send request has been received in full (before it is answered). */
   nextRequest(): Promise<void>;
-  /** Requests SendGrid may have delivered: accepted (202), or received in full under a hanging fault. */
+  /** Emails SendGrid may have delivered (one per personalization): accepted (202), or received in full under a hanging fault. */
   delivered(): ReceivedMail[];
   /** Delays every answer by this long (to observe concurrency and timeouts). */
   delay(ms: number): void;
@@ -193,8 +193,8 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
     url: `http://127.0.0.1:${port}`,
     apiKey,
     requests,
-    accepted: () => requests.filter((r) => r.status === 202 && !r.fault),
-    delivered: () => requests.filter((r) => r.status === 202),
+    accepted: () => requests.filter((r) => r.status === 202 && !r.fault).flatMap(emailsOf),
+    delivered: () => requests.filter((r) => r.status === 202).flatMap(emailsOf),
     hangWith: (fault) => (hanging = fault),
     nextRequest: () => new Promise<void>((resolve) => requestWaiters.push(resolve)),
     failNext: (...failures) => queue.push(...failures),
@@ -220,6 +220,37 @@ export async function startSendGridServer(options: { apiKey?: string } = {}): Pr
         server.close((err) => (err ? reject(err) : resolve()));
       }),
   };
+}
+
+interface Personalization {
+  to: unknown[];
+  subject?: string;
+  headers?: Record<string, string>;
+  custom_args?: Record<string, string>;
+  substitutions?: Record<string, string>;
+}
+
+/**
+ * What SendGrid delivers of one request: an email per personalization, shown as
+ * the body of a request that sent it alone. Its subject, headers and custom_args
+ * override the request's; its substitutions are filled into the content and the
+ * subject, tag by tag (written here apart from lib/email/substitution.ts, so that
+ * a test compares the suite's filling with this one). A request with one
+ * personalization and no substitutions is itself.
+ */
+export function emailsOf(r: ReceivedMail): ReceivedMail[] {
+  const { personalizations, ...message } = r.body as { personalizations: Personalization[]; subject?: string; content?: Array<{ type: string; value: string }>; headers?: Record<string, string>; custom_args?: Record<string, string> };
+  if (personalizations.length === 1 && !personalizations[0]!.substitutions) return [r];
+  return personalizations.map(({ subject, headers, custom_args, substitutions = {}, ...envelope }) => {
+    const fillIn = (text: string) => Object.entries(substitutions).reduce((out, [tag, value]) => out.split(tag).join(value), text);
+    const body: Record<string, unknown> = { ...message, personalizations: [envelope] };
+    const subjectLine = subject ?? message.subject;
+    if (subjectLine !== undefined) body.subject = fillIn(subjectLine);
+    if (message.content) body.content = message.content.map((c) => ({ ...c, value: fillIn(c.value) }));
+    if (headers || message.headers) body.headers = { ...message.headers, ...headers };
+    if (custom_args || message.custom_args) body.custom_args = { ...message.custom_args, ...custom_args };
+    return { ...r, body };
+  });
 }
 
 /** One loopback SendGrid for the enclosing suite (started before, closed after), handed to `set`. */

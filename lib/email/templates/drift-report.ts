@@ -11,19 +11,25 @@ import { abs, fixed2, formatDelta, formatMoney, formatMoneyChange, formatPercent
 import { CATEGORY_LABELS } from '../../drift/narrative.ts';
 import { monthName, periodOf } from '../../drift/period.ts';
 import type { CategoryMovement, Direction, DriftReport } from '../../drift/report.ts';
-import { button, card, escapeHtml, muted, paragraph, renderLayout, THEME, unsubscribeUrl } from './layout.ts';
+import { substitutedEmail, Values, type SubstitutedEmail } from '../substitution.ts';
+import { button, card, escapeHtml, muted, paragraph, renderLayoutSubstituted, THEME, unsubscribeUrl } from './layout.ts';
+
+/**
+ * How the markup takes what comes from the report: `put(html)` turns an escaped
+ * fragment into a tag (Values.put), so the markup keeps only the report's shape
+ * (which cards are there) and reports of one shape share a template and a
+ * SendGrid request (lib/email/substitution.ts). A fragment whose markup varies
+ * (a bar, a change, the movers) is one value, so that its branches do not make
+ * shapes of their own. Helpers that escape what they are given (paragraph,
+ * button) take a tag unchanged: a tag has no character escapeHtml rewrites.
+ */
+type Put = (html: string) => string;
 
 /** Template version, recorded with the email (bump when the wording changes). */
 export const DRIFT_REPORT_TEMPLATE_VERSION = 'drift-report/v1';
 
 export interface DriftEmailRecipient {
   name: string | null;
-}
-
-export interface RenderedDriftEmail {
-  subject: string;
-  html: string;
-  text: string;
 }
 
 const COLORS = { up: '#2f7d5b', down: '#c0392b', flat: THEME.muted, startBar: '#c5cdd6', track: '#eef1f4' } as const;
@@ -75,16 +81,16 @@ function barCells(score: bigint): number {
 }
 
 /** A horizontal bar drawn with table cells, `score` of 100 filled in `color`. */
-function bar(score: string | null, color: string, height: number): string {
+function bar(put: Put, score: string | null, color: string, height: number): string {
   const filled = score === null ? 0 : barCells(parseDecimal(score) ?? 0n);
   // Size and colour as attributes only: every client honours width, height and
   // bgcolor on a cell, and the same again in style doubled the bars' bytes.
   const cell = (w: number, c: string) => `<td width='${w}' height='${height}' bgcolor='${c}' style='font-size:0;line-height:0;'>&nbsp;</td>`;
   const cells = (filled > 0 ? cell(filled, color) : '') + (filled < BAR_WIDTH ? cell(BAR_WIDTH - filled, COLORS.track) : '');
-  return `<table role='presentation' width='${BAR_WIDTH}' cellpadding='0' cellspacing='0' border='0'><tr>${cells}</tr></table>`;
+  return `<table role='presentation' width='${BAR_WIDTH}' cellpadding='0' cellspacing='0' border='0'><tr>${put(cells)}</tr></table>`;
 }
 
-function heroHtml(r: DriftReport): string {
+function heroHtml(put: Put, r: DriftReport): string {
   const { bri } = r;
   const t = tone(bri.delta, bri.direction);
   const prev = previousMonthName(r.period.month);
@@ -101,27 +107,27 @@ function heroHtml(r: DriftReport): string {
   }
   const badge = bri.end === null ? '' : `<span style='display:inline-block;padding:2px 10px;border-radius:10px;background-color:${t.color};color:#ffffff;font-size:12px;font-weight:700;letter-spacing:0.5px;text-transform:uppercase;'>${escapeHtml(t.word)}</span>`;
   return card(`<div style='font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;'>Buyer Readiness Index</div>
-<div style='margin:0 0 6px 0;'>${score}</div>
-<div style='margin:0 0 10px 0;'>${change}</div>
-${badge}`);
+<div style='margin:0 0 6px 0;'>${put(score)}</div>
+<div style='margin:0 0 10px 0;'>${put(change)}</div>
+${put(badge)}`);
 }
 
-function categoryRow(c: CategoryMovement): string {
+function categoryRow(put: Put, c: CategoryMovement): string {
   const t = tone(c.delta);
   const values = c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`;
   const delta = c.delta === null ? '' : `<span style='color:${t.color};font-weight:700;'>${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
-  const bars = (c.start !== null ? `<div style='margin:0 0 3px 0;'>${bar(c.start, COLORS.startBar, 6)}</div>` : '') + bar(c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
+  const bars = (c.start !== null ? `<div style='margin:0 0 3px 0;'>${bar(put, c.start, COLORS.startBar, 6)}</div>` : '') + bar(put, c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
   // The font comes from the card's cell (see NESTED_FONT in layout.ts).
   const td = `font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
   return `<tr>
-  <td style='${td}padding-right:8px;'>${escapeHtml(CATEGORY_LABELS[c.key])}</td>
+  <td style='${td}padding-right:8px;'>${put(escapeHtml(CATEGORY_LABELS[c.key]))}</td>
   <td width='${BAR_WIDTH}' style='${td}width:${BAR_WIDTH}px;'>${bars}</td>
-  <td align='right' style='${td}padding-left:8px;white-space:nowrap;'>${values}</td>
-  <td align='right' width='64' style='${td}width:64px;white-space:nowrap;'>${delta}</td>
+  <td align='right' style='${td}padding-left:8px;white-space:nowrap;'>${put(values)}</td>
+  <td align='right' width='64' style='${td}width:64px;white-space:nowrap;'>${put(delta)}</td>
 </tr>`;
 }
 
-function categoriesHtml(r: DriftReport): string {
+function categoriesHtml(put: Put, r: DriftReport): string {
   if (r.categories.every((c) => c.end === null)) return '';
   const legend = r.categories.some((c) => c.start !== null)
     ? `<div style='margin:8px 0 0 0;font-size:12px;color:${THEME.muted};'><span style='display:inline-block;width:12px;height:6px;background-color:${COLORS.startBar};'></span> start of month &nbsp; <span style='display:inline-block;width:12px;height:10px;background-color:${THEME.brand};'></span> end of month (<span style='color:${COLORS.up};'>green</span> up, <span style='color:${COLORS.down};'>red</span> down)</div>`
@@ -131,13 +137,13 @@ function categoriesHtml(r: DriftReport): string {
     : '';
   return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Categories</div>
 <table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0' style='border-collapse:collapse;'>
-${r.categories.map(categoryRow).join('\n')}
-</table>${legend}${movers}`);
+${r.categories.map((c) => categoryRow(put, c)).join('\n')}
+</table>${legend}${put(movers)}`);
 }
 
-function stat(value: string, label: string, color: string = THEME.text): string {
+function stat(put: Put, value: string, label: string, color: string = THEME.text): string {
   return `<td align='center' width='33%' style='padding:4px;'>
-  <div style='font-size:26px;line-height:32px;font-weight:700;color:${color};'>${escapeHtml(value)}</div>
+  <div style='font-size:26px;line-height:32px;font-weight:700;color:${put(color)};'>${put(escapeHtml(value))}</div>
   <div style='font-size:13px;line-height:18px;color:${THEME.muted};'>${escapeHtml(label)}</div>
 </td>`;
 }
@@ -149,15 +155,15 @@ function signalsLine(r: DriftReport): string {
   return `${raised} · ${resolved ? `${resolved} resolved` : 'none resolved'}`;
 }
 
-function workHtml(r: DriftReport): string {
+function workHtml(put: Put, r: DriftReport): string {
   const { completed, pending, overdue } = r.tasks;
   return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Tasks and signals</div>
 <table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'><tr>
-${stat(String(completed), 'completed this month', completed ? COLORS.up : THEME.text)}
-${stat(String(pending), 'still open')}
-${stat(String(overdue), 'overdue', overdue ? COLORS.down : THEME.text)}
+${stat(put, String(completed), 'completed this month', completed ? COLORS.up : THEME.text)}
+${stat(put, String(pending), 'still open')}
+${stat(put, String(overdue), 'overdue', overdue ? COLORS.down : THEME.text)}
 </tr></table>
-<div style='margin:10px 0 0 0;font-size:14px;color:${THEME.text};'>${escapeHtml(signalsLine(r))}</div>`);
+<div style='margin:10px 0 0 0;font-size:14px;color:${THEME.text};'>${put(escapeHtml(signalsLine(r)))}</div>`);
 }
 
 function moneyChangeHtml(change: string | null, percent: string | null, currency: string): string {
@@ -172,7 +178,7 @@ function valueRow(label: string, value: string, extra: string): string {
 <td align='right' style='font-size:15px;line-height:22px;color:${THEME.text};padding:3px 0;'><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
 }
 
-function moneyHtml(r: DriftReport): string {
+function moneyHtml(put: Put, r: DriftReport): string {
   const rows: string[] = [];
   const v = r.valuation;
   if (v.end) rows.push(valueRow('Valuation estimate', formatMoney(v.end.amount, v.end.currency), moneyChangeHtml(v.change?.amount ?? null, v.changePercent, v.end.currency)));
@@ -185,7 +191,7 @@ function moneyHtml(r: DriftReport): string {
   if (!rows.length) return '';
   const note = f?.previous ? `<div style='margin:6px 0 0 0;'>${muted(`Financial changes compare with ${monthName(f.previous.month)}.`)}</div>` : '';
   return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Value and financials</div>
-<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'>${rows.join('\n')}</table>${note}`);
+<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'>${put(rows.join('\n'))}</table>${put(note)}`);
 }
 
 function textOf(r: DriftReport, greeting: string, url: string): string {
@@ -218,32 +224,41 @@ function textOf(r: DriftReport, greeting: string, url: string): string {
   return lines.join('\n');
 }
 
-/** Renders a drift report for one recipient. */
-export function renderDriftReportEmail(report: DriftReport, recipient: DriftEmailRecipient, appBaseUrl: string): RenderedDriftEmail {
+/**
+ * Renders a drift report for one recipient: as the layout's template with the
+ * report's shape and this report's values, so that reports of one shape share a
+ * SendGrid request; `html` and `text` are filled in when read.
+ */
+export function renderDriftReportEmail(report: DriftReport, recipient: DriftEmailRecipient, appBaseUrl: string): SubstitutedEmail {
   const month = monthName(report.period.month);
   const firstName = recipient.name?.trim().split(/\s+/)[0];
   const what = report.bri.end === null ? `the ${month} report for ${report.company.name}` : `how ${report.company.name} moved in ${month}`;
   const greeting = `${firstName ? `Hi ${firstName}, here` : 'Here'} is ${what}`.replace(/\.?$/, '.'); // "Co." ends it already
   const url = reportUrl(appBaseUrl, report);
+  const shape = new Values();
+  const { put } = shape;
   const bodyHtml = [
-    paragraph(greeting),
-    heroHtml(report),
-    categoriesHtml(report),
-    workHtml(report),
-    moneyHtml(report),
+    paragraph(put(escapeHtml(greeting))),
+    heroHtml(put, report),
+    categoriesHtml(put, report),
+    workHtml(put, report),
+    moneyHtml(put, report),
     `<div style='font-size:17px;font-weight:700;margin:8px 0 6px 0;'>In short</div>`,
-    paragraph(report.narrative),
-    button(url, 'See your full report'),
+    paragraph(put(escapeHtml(report.narrative))),
+    button(put(escapeHtml(url)), 'See your full report'),
   ].filter(Boolean).join('\n');
-  const { html, text } = renderLayout({
-    title: `${report.company.name} · ${month}`,
-    preheader: report.narrative.split(/(?<=\.)\s/)[0] ?? report.narrative,
-    bodyHtml,
-    bodyText: textOf(report, greeting, url),
-    appBaseUrl,
-    unsubscribeUrl: unsubscribeUrl(appBaseUrl, 'DRIFT_REPORT'),
-    reason: `You get this monthly report because you own ${report.company.name} on Exit OSx.`,
-  });
+  const substituted = renderLayoutSubstituted(
+    {
+      title: `${report.company.name} · ${month}`,
+      preheader: report.narrative.split(/(?<=\.)\s/)[0] ?? report.narrative,
+      bodyHtml,
+      bodyText: textOf(report, greeting, url),
+      appBaseUrl,
+      unsubscribeUrl: unsubscribeUrl(appBaseUrl, 'DRIFT_REPORT'),
+      reason: `You get this monthly report because you own ${report.company.name} on Exit OSx.`,
+    },
+    shape,
+  );
   // One line, whatever the company's name holds.
-  return { subject: subjectOf(report).replace(/\s+/g, ' ').trim(), html, text };
+  return substitutedEmail(subjectOf(report).replace(/\s+/g, ' ').trim(), substituted);
 }

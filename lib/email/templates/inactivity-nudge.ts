@@ -3,7 +3,8 @@
  * owned company's last known BRI score and its pending tasks (count, up to three
  * titles), and a "Get Back on Track" button to the app (APP_BASE_URL).
  */
-import { button, card, escapeHtml, muted, paragraph, renderLayout, THEME, unsubscribeUrl } from './layout.ts';
+import { substitutedEmail, type SubstitutedEmail } from '../substitution.ts';
+import { button, card, escapeHtml, muted, paragraph, renderLayoutSubstituted, THEME, unsubscribeUrl } from './layout.ts';
 
 /** Template version, recorded with the email (bump when the wording changes). */
 export const INACTIVITY_NUDGE_VERSION = 'inactivity-nudge/v1';
@@ -21,12 +22,6 @@ export interface NudgeData {
   userName: string | null;
   daysInactive: number;
   companies: NudgeCompany[];
-}
-
-export interface RenderedEmail {
-  subject: string;
-  html: string;
-  text: string;
 }
 
 /** "N weeks", with "1 week" in the singular. */
@@ -78,8 +73,12 @@ function companyText(c: NudgeCompany): string {
   ].join('\n');
 }
 
-/** Renders the nudge for one user (all their owned active companies). */
-export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): RenderedEmail {
+/**
+ * Renders the nudge for one user (all their owned active companies): as the
+ * layout's shared template and this user's values, so that nudges can share a
+ * SendGrid request; `html` and `text` are filled in when read.
+ */
+export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): SubstitutedEmail {
   const subject = `We haven't seen you in ${weeks(data.daysInactive)}`;
   const firstName = data.userName?.trim().split(/\s+/)[0];
   const greeting = firstName ? `Hi ${firstName},` : 'Hi,';
@@ -96,7 +95,7 @@ export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): Rend
     paragraph('A few minutes on one task this week keeps your exit plan on course.'),
   ].join('\n');
   const bodyText = [greeting, '', intro, '', ...data.companies.map((c) => companyText(c) + '\n'), `Get Back on Track: ${cta}`, '', 'A few minutes on one task this week keeps your exit plan on course.'].join('\n');
-  const { html, text } = renderLayout({
+  const substituted = renderLayoutSubstituted({
     title: subject,
     preheader: `Your ${data.companies.length === 1 ? 'company is' : 'companies are'} waiting: pick up where you left off.`,
     bodyHtml,
@@ -105,5 +104,5 @@ export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): Rend
     unsubscribeUrl: unsubscribeUrl(appBaseUrl, 'INACTIVITY_NUDGE'),
     reason: 'You get this email because you own a company on Exit OSx and have not signed in for a while.',
   });
-  return { subject, html, text };
+  return substitutedEmail(subject, substituted);
 }

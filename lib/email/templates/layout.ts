@@ -10,6 +10,7 @@
  * data goes through `escapeHtml` here or in the template that uses these helpers.
  */
 import escapeHtml from 'escape-html';
+import { tag, type Substituted, type SubstitutionTemplate, type Values } from '../substitution.ts';
 
 export { escapeHtml };
 
@@ -142,23 +143,59 @@ Email preferences: {{preferencesUrl}}
 
 /** Puts content into the layout; returns the HTML and plain-text versions. */
 export function renderLayout(c: LayoutContent): { html: string; text: string } {
-  const html = SHELL({
-    title: escapeHtml(c.title),
-    preheader: escapeHtml(c.preheader),
-    body: c.bodyHtml,
-    appBaseUrl: escapeHtml(c.appBaseUrl),
-    unsubscribeUrl: escapeHtml(c.unsubscribeUrl),
-    preferencesUrl: escapeHtml(preferencesUrl(c.appBaseUrl)),
-    reason: escapeHtml(c.reason),
-  });
-  const text = TEXT_SHELL({
-    title: c.title,
-    body: c.bodyText.trim(),
-    unsubscribeUrl: c.unsubscribeUrl,
-    preferencesUrl: preferencesUrl(c.appBaseUrl),
-    reason: c.reason,
-  });
+  const html = SHELL({ title: escapeHtml(c.title), preheader: escapeHtml(c.preheader), body: c.bodyHtml, ...htmlConstants(c) });
+  const text = TEXT_SHELL({ title: c.title, body: c.bodyText.trim(), ...textConstants(c) });
   return { html, text };
+}
+
+/** The HTML slots that are the same for every email of a kind in a run. */
+function htmlConstants(c: LayoutContent): Record<string, string> {
+  return { appBaseUrl: escapeHtml(c.appBaseUrl), unsubscribeUrl: escapeHtml(c.unsubscribeUrl), preferencesUrl: escapeHtml(preferencesUrl(c.appBaseUrl)), reason: escapeHtml(c.reason) };
+}
+
+/** The plain-text slots that are the same for every email of a kind in a run. */
+function textConstants(c: LayoutContent): Record<string, string> {
+  return { unsubscribeUrl: c.unsubscribeUrl, preferencesUrl: preferencesUrl(c.appBaseUrl), reason: c.reason };
+}
+
+/** The tags of what differs between two emails of one kind in the layout. */
+const TAG = { title: tag('title'), preheader: tag('preheader'), body: tag('body'), reason: tag('reason'), textTitle: tag('text.title'), textBody: tag('text.body'), textReason: tag('text.reason') } as const;
+
+/** Shared templates by what makes them (app, unsubscribe link, the body's shape): at most this many, then each email has its own (sent alone). */
+const TEMPLATES_MAX = 256;
+const templates = new Map<string, SubstitutionTemplate>();
+
+/**
+ * `renderLayout`'s content as a shared template and this email's values, so that
+ * emails of one kind can share a SendGrid request (lib/email/substitution.ts);
+ * filling the template gives exactly what `renderLayout` gives. The body is one
+ * value, or, with `shape`, markup with tags (`Values.put`) that goes into the
+ * template: emails whose bodies have the same shape share it.
+ */
+export function renderLayoutSubstituted(c: LayoutContent, shape?: Values): Substituted {
+  const body = shape ? c.bodyHtml : TAG.body;
+  const key = `${c.appBaseUrl}\n${c.unsubscribeUrl}\n${body}`;
+  let template = templates.get(key);
+  if (!template) {
+    template = {
+      html: SHELL({ ...htmlConstants(c), title: TAG.title, preheader: TAG.preheader, body, reason: TAG.reason }),
+      text: TEXT_SHELL({ ...textConstants(c), title: TAG.textTitle, body: TAG.textBody, reason: TAG.textReason }),
+    };
+    if (templates.size < TEMPLATES_MAX) templates.set(key, template);
+  }
+  return {
+    template,
+    values: {
+      ...shape?.values,
+      [TAG.title]: escapeHtml(c.title),
+      [TAG.preheader]: escapeHtml(c.preheader),
+      ...(shape ? {} : { [TAG.body]: c.bodyHtml }),
+      [TAG.reason]: escapeHtml(c.reason),
+      [TAG.textTitle]: c.title,
+      [TAG.textBody]: c.bodyText.trim(),
+      [TAG.textReason]: c.reason,
+    },
+  };
 }
 
 /** A paragraph of escaped text. */

@@ -1,0 +1,96 @@
+/**
+ * Emails of one kind in one request: SendGrid's substitution tags.
+ *
+ * A mail/send request carries up to 1000 personalizations, each with its own
+ * recipient, subject, headers, custom_args and `substitutions`: tag → value pairs
+ * SendGrid replaces in the request's one `content`. An email that comes as its
+ * kind's shared template (the layout with tags where emails differ) and its own
+ * values can therefore share a request with others of its kind: the HTTP exchange
+ * (~75 µs of the sender's CPU on loopback, a third of a nudge's cost) and the
+ * template's bytes are paid once per request instead of once per email
+ * (bench/FINDINGS.md, round five).
+ *
+ * Tags are `%%exitosx:name%%`. SendGrid's limit is 10,000 bytes of substitutions
+ * per personalization; an email over it, or with `%%` in a value (which could
+ * form a tag once inserted), is sent alone with its filled-in content instead.
+ */
+
+/** A kind's content with tags in place of what differs per email: one object for all emails that may share a request. */
+export interface SubstitutionTemplate {
+  readonly html: string;
+  readonly text: string;
+}
+
+/** One email as its kind's template and its own tag values. */
+export interface Substituted {
+  template: SubstitutionTemplate;
+  /** Tag (`%%exitosx:name%%`) → value, inserted as is (HTML values escaped already). */
+  values: Record<string, string>;
+}
+
+/** SendGrid: "The total collective size of your substitutions may not exceed 10,000 bytes per personalization object." */
+export const SUBSTITUTIONS_MAX_BYTES = 10_000;
+
+/** SendGrid: at most 1000 personalizations per request. */
+export const PERSONALIZATIONS_MAX = 1000;
+
+/** The tag of a value. */
+export function tag(name: string): string {
+  return `%%exitosx:${name}%%`;
+}
+
+const TAGS = /%%exitosx:[\w.-]+%%/g;
+
+/** The template with its tags replaced in one pass (values are not scanned again), as SendGrid fills it. */
+export function fill(template: string, values: Record<string, string>): string {
+  return template.replace(TAGS, (t) => values[t] ?? t);
+}
+
+/** Whether SendGrid can fill this email from the shared template: within the size limit, and no value that could form a tag. */
+export function substitutable(values: Record<string, string>): boolean {
+  let bytes = 0;
+  for (const key in values) {
+    const value = values[key]!;
+    if (value.includes('%%')) return false;
+    bytes += Buffer.byteLength(key) + Buffer.byteLength(value);
+  }
+  return bytes <= SUBSTITUTIONS_MAX_BYTES;
+}
+
+/** An email's subject, and its html and text filled from `substituted` only when read (a single send, the outbox, a dry run). */
+export interface SubstitutedEmail {
+  subject: string;
+  readonly html: string;
+  readonly text: string;
+  substituted: Substituted;
+}
+
+export function substitutedEmail(subject: string, substituted: Substituted): SubstitutedEmail {
+  return {
+    subject,
+    substituted,
+    get html() {
+      return fill(substituted.template.html, substituted.values);
+    },
+    get text() {
+      return fill(substituted.template.text, substituted.values);
+    },
+  };
+}
+
+/**
+ * An email's values, collected while its markup is built: `put(value)` returns
+ * the tag that stands for the value. Tags are numbered in order, so two emails
+ * built through the same branches of a template get the same markup (its
+ * shape) and can share a request.
+ */
+export class Values {
+  readonly values: Record<string, string> = {};
+  #next = 0;
+
+  put = (value: string): string => {
+    const t = tag(`v${this.#next++}`);
+    this.values[t] = value;
+    return t;
+  };
+}
