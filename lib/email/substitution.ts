@@ -89,8 +89,17 @@ export class Values {
   #next = 0;
 
   put = (value: string): string => {
-    const t = tag(`v${this.#next++}`);
+    const t = numberedTag(this.#next++);
     this.values[t] = value;
     return t;
   };
+}
+
+/**
+ * The numbered tags, made once: a property key made anew per email would be
+ * looked up in V8's string table each time it is added to an object.
+ */
+const NUMBERED: string[] = [];
+function numberedTag(n: number): string {
+  return (NUMBERED[n] ??= tag(`v${n}`));
 }

@@ -161,9 +161,30 @@ function textConstants(c: LayoutContent): Record<string, string> {
 /** The tags of what differs between two emails of one kind in the layout. */
 const TAG = { title: tag('title'), preheader: tag('preheader'), body: tag('body'), reason: tag('reason'), textTitle: tag('text.title'), textBody: tag('text.body'), textReason: tag('text.reason') } as const;
 
-/** Shared templates by what makes them (app, unsubscribe link, the body's shape): at most this many, then each email has its own (sent alone). */
-const TEMPLATES_MAX = 256;
-const templates = new Map<string, SubstitutionTemplate>();
+/**
+ * Shared templates by kind (app and unsubscribe link), then by the body's shape:
+ * at most SHAPES_MAX shapes a kind, the oldest forgotten first (an email whose
+ * shape was forgotten gets a template of its own and is sent alone). A shape is
+ * found by comparing the markup with each known one, which for strings of
+ * different lengths costs nothing: hashing 13 kB of markup per email cost more
+ * than the request it saved (bench/FINDINGS.md, round five).
+ */
+const SHAPES_MAX = 64;
+const kinds = new Map<string, Array<{ body: string; template: SubstitutionTemplate }>>();
+
+function sharedTemplate(c: LayoutContent, body: string): SubstitutionTemplate {
+  const kind = `${c.appBaseUrl}\n${c.unsubscribeUrl}`;
+  let shapes = kinds.get(kind);
+  if (!shapes) kinds.set(kind, (shapes = []));
+  for (const known of shapes) if (known.body === body) return known.template;
+  const template = {
+    html: SHELL({ ...htmlConstants(c), title: TAG.title, preheader: TAG.preheader, body, reason: TAG.reason }),
+    text: TEXT_SHELL({ ...textConstants(c), title: TAG.textTitle, body: TAG.textBody, reason: TAG.textReason }),
+  };
+  if (shapes.length >= SHAPES_MAX) shapes.shift();
+  if (kinds.size <= 16) shapes.push({ body, template });
+  return template;
+}
 
 /**
  * `renderLayout`'s content as a shared template and this email's values, so that
@@ -173,29 +194,14 @@ const templates = new Map<string, SubstitutionTemplate>();
  * template: emails whose bodies have the same shape share it.
  */
 export function renderLayoutSubstituted(c: LayoutContent, shape?: Values): Substituted {
-  const body = shape ? c.bodyHtml : TAG.body;
-  const key = `${c.appBaseUrl}\n${c.unsubscribeUrl}\n${body}`;
-  let template = templates.get(key);
-  if (!template) {
-    template = {
-      html: SHELL({ ...htmlConstants(c), title: TAG.title, preheader: TAG.preheader, body, reason: TAG.reason }),
-      text: TEXT_SHELL({ ...textConstants(c), title: TAG.textTitle, body: TAG.textBody, reason: TAG.textReason }),
-    };
-    if (templates.size < TEMPLATES_MAX) templates.set(key, template);
-  }
-  return {
-    template,
-    values: {
-      ...shape?.values,
-      [TAG.title]: escapeHtml(c.title),
-      [TAG.preheader]: escapeHtml(c.preheader),
-      ...(shape ? {} : { [TAG.body]: c.bodyHtml }),
-      [TAG.reason]: escapeHtml(c.reason),
-      [TAG.textTitle]: c.title,
-      [TAG.textBody]: c.bodyText.trim(),
-      [TAG.textReason]: c.reason,
-    },
-  };
+  const values = shape?.values ?? { [TAG.body]: c.bodyHtml };
+  values[TAG.title] = escapeHtml(c.title);
+  values[TAG.preheader] = escapeHtml(c.preheader);
+  values[TAG.reason] = escapeHtml(c.reason);
+  values[TAG.textTitle] = c.title;
+  values[TAG.textBody] = c.bodyText.trim();
+  values[TAG.textReason] = c.reason;
+  return { template: sharedTemplate(c, shape ? c.bodyHtml : TAG.body), values };
 }
 
 /** A paragraph of escaped text. */
