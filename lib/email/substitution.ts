@@ -10,9 +10,11 @@
  * template's bytes are paid once per request instead of once per email
  * (bench/FINDINGS.md, round five).
  *
- * Tags are `%%exitosx:name%%`. SendGrid's limit is 10,000 bytes of substitutions
- * per personalization; an email over it, or with `%%` in a value (which could
- * form a tag once inserted), is sent alone with its filled-in content instead.
+ * Tags are `%%name%%`: short, since each is sent once per email, and safe, since
+ * `%%` appears nowhere in the templates' own markup and an email with `%%` in a
+ * value (which could form a tag once inserted) is sent alone with its filled-in
+ * content. So is one over SendGrid's 10,000 bytes of substitutions per
+ * personalization.
  */
 
 /** A kind's content with tags in place of what differs per email: one object for all emails that may share a request. */
@@ -24,7 +26,7 @@ export interface SubstitutionTemplate {
 /** One email as its kind's template and its own tag values. */
 export interface Substituted {
   template: SubstitutionTemplate;
-  /** Tag (`%%exitosx:name%%`) → value, inserted as is (HTML values escaped already). */
+  /** Tag (`%%name%%`) → value, inserted as is (HTML values escaped already). */
   values: Record<string, string>;
 }
 
@@ -36,10 +38,10 @@ export const PERSONALIZATIONS_MAX = 1000;
 
 /** The tag of a value. */
 export function tag(name: string): string {
-  return `%%exitosx:${name}%%`;
+  return `%%${name}%%`;
 }
 
-const TAGS = /%%exitosx:[\w.-]+%%/g;
+const TAGS = /%%[\w.-]+%%/g;
 
 /** The template with its tags replaced in one pass (values are not scanned again), as SendGrid fills it. */
 export function fill(template: string, values: Record<string, string>): string {
@@ -48,13 +50,15 @@ export function fill(template: string, values: Record<string, string>): string {
 
 /** Whether SendGrid can fill this email from the shared template: within the size limit, and no value that could form a tag. */
 export function substitutable(values: Record<string, string>): boolean {
-  let bytes = 0;
+  let keys = 0;
+  const all: string[] = [];
   for (const key in values) {
-    const value = values[key]!;
-    if (value.includes('%%')) return false;
-    bytes += Buffer.byteLength(key) + Buffer.byteLength(value);
+    keys += key.length; // ASCII: one byte a character
+    all.push(values[key]!);
   }
-  return bytes <= SUBSTITUTIONS_MAX_BYTES;
+  // One string: a scan for `%%` and one UTF-8 count, not one call per value.
+  const joined = all.join('');
+  return keys + joined.length <= SUBSTITUTIONS_MAX_BYTES && !joined.includes('%%') && keys + Buffer.byteLength(joined) <= SUBSTITUTIONS_MAX_BYTES;
 }
 
 /** An email's subject, and its html and text filled from `substituted` only when read (a single send, the outbox, a dry run). */

@@ -389,7 +389,7 @@ describe('email service', function () {
           expect(mail.body.subject).to.equal(alone.subject);
           expect(mail.body.content).to.deep.equal([{ type: 'text/plain', value: alone.text }, { type: 'text/html', value: alone.html }]);
           expect(alone.html).to.contain(company.replace('&', '&amp;').replace('<', '&lt;').replace('>', '&gt;').replace(/"/g, '&quot;'));
-          expect(JSON.stringify(mail.body)).not.to.contain('%%exitosx:');
+          expect(JSON.stringify(mail.body)).not.to.match(/%%\w+%%/);
           expect(mail.body.personalizations).to.deep.equal([{ to: [{ email: user.email }] }]);
           expect(mail.body.custom_args).to.deep.equal({ idempotency_key: `g:${i}`, email_type: 'INACTIVITY_NUDGE', email_log_id: row.id });
           expect(mail.body.headers).to.deep.equal({ 'List-Unsubscribe': `<${APP}/email/unsubscribe?token=${String(row.id)}>`, 'List-Unsubscribe-Post': 'List-Unsubscribe=One-Click' });
@@ -399,12 +399,12 @@ describe('email service', function () {
 
       it('sends one alone when SendGrid could not fill it from the template: substitutions over 10,000 bytes, or %% in a value', async () => {
         const long = Array.from({ length: 3 }, (_, i) => `${'Review every supplier contract and renegotiate the terms '.repeat(60)}${i}`);
-        const results = await service().sendMany([nudge('g:a', 'Alpha'), nudge('g:long', 'Long Titles Inc.', { titles: long }), nudge('g:pct', 'Save %%exitosx:body%% Co'), nudge('g:b', 'Beta')]);
+        const results = await service().sendMany([nudge('g:a', 'Alpha'), nudge('g:long', 'Long Titles Inc.', { titles: long }), nudge('g:pct', 'Save %%body%% Co'), nudge('g:b', 'Beta')]);
         expect(results.map((r) => r.outcome)).to.deep.equal(Array(4).fill('sent'));
         expect(sendgrid.requests.map((r) => (r.body.personalizations as unknown[]).length).sort()).to.deep.equal([1, 1, 2]);
         expect(sendgrid.requests.every((r) => r.status === 202)).to.equal(true);
         const mails = byKey();
-        expect((mails.get('g:pct')!.body.content as Array<{ value: string }>)[1]!.value).to.contain('Save %%exitosx:body%% Co');
+        expect((mails.get('g:pct')!.body.content as Array<{ value: string }>)[1]!.value).to.contain('Save %%body%% Co');
         expect((mails.get('g:long')!.body.content as Array<{ value: string }>)[1]!.value).to.contain(long[2]!.slice(-40));
       });
 

@@ -85,7 +85,7 @@ describe('email templates', () => {
         expect(fill(s.template.html, s.values)).to.equal(whole.html);
         expect(fill(s.template.text, s.values)).to.equal(whole.text);
       }
-      expect(one.template.html).to.contain('%%exitosx:title%%').and.not.contain('T &amp; T');
+      expect(one.template.html).to.contain('%%title%%').and.not.contain('T &amp; T');
     });
 
     it('draws buttons as tables with an escaped link', () => {

@@ -42,8 +42,9 @@ describe('drift email as SendGrid substitutions (property-based)', () => {
         const { template, values } = email.substituted;
         expect(sendgridFill(template.html, values)).to.equal(email.html);
         expect(sendgridFill(template.text, values)).to.equal(email.text);
-        expect(email.html).not.to.contain('%%exitosx:');
-        if (!Object.values(values).some((v) => v.includes('%%'))) expect(substitutable(values)).to.equal(true);
+        if (Object.values(values).some((v) => v.includes('%%'))) return; // sent alone, filled in by us
+        expect(email.html).not.to.match(/%%\w+%%/);
+        expect(substitutable(values)).to.equal(true);
       }),
       { numRuns: RUNS },
     );
