@@ -19,7 +19,7 @@ import { button, card, escapeHtml, muted, paragraph, renderLayoutSubstituted, TH
  * fragment into a tag (Values.put), so the markup keeps only the report's shape
  * (which cards are there) and reports of one shape share a template and a
  * SendGrid request (lib/email/substitution.ts). A fragment whose markup varies
- * (a bar, a change, the movers) is one value, so that its branches do not make
+ * (a change, the movers) is one value, so that its branches do not make
  * shapes of their own. Helpers that escape what they are given (paragraph,
  * button) take a tag unchanged: a tag has no character escapeHtml rewrites.
  */
@@ -80,14 +80,18 @@ function barCells(score: bigint): number {
   return Math.min(BAR_WIDTH, cells);
 }
 
-/** A horizontal bar drawn with table cells, `score` of 100 filled in `color`. */
+/**
+ * A horizontal bar drawn with table cells, `score` of 100 filled in `color`
+ * (markup, a tag when it varies). The widths are values; an empty or full bar
+ * (a score within 0.3 of 0 or 100, rare) has one cell, a shape of its own.
+ */
 function bar(put: Put, score: string | null, color: string, height: number): string {
   const filled = score === null ? 0 : barCells(parseDecimal(score) ?? 0n);
   // Size and colour as attributes only: every client honours width, height and
   // bgcolor on a cell, and the same again in style doubled the bars' bytes.
-  const cell = (w: number, c: string) => `<td width='${w}' height='${height}' bgcolor='${c}' style='font-size:0;line-height:0;'>&nbsp;</td>`;
+  const cell = (w: number, c: string) => `<td width='${put(String(w))}' height='${height}' bgcolor='${c}' style='font-size:0;line-height:0;'>&nbsp;</td>`;
   const cells = (filled > 0 ? cell(filled, color) : '') + (filled < BAR_WIDTH ? cell(BAR_WIDTH - filled, COLORS.track) : '');
-  return `<table role='presentation' width='${BAR_WIDTH}' cellpadding='0' cellspacing='0' border='0'><tr>${put(cells)}</tr></table>`;
+  return `<table role='presentation' width='${BAR_WIDTH}' cellpadding='0' cellspacing='0' border='0'><tr>${cells}</tr></table>`;
 }
 
 function heroHtml(put: Put, r: DriftReport): string {
@@ -116,7 +120,7 @@ function categoryRow(put: Put, c: CategoryMovement): string {
   const t = tone(c.delta);
   const values = c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`;
   const delta = c.delta === null ? '' : `<span style='color:${t.color};font-weight:700;'>${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
-  const bars = (c.start !== null ? `<div style='margin:0 0 3px 0;'>${bar(put, c.start, COLORS.startBar, 6)}</div>` : '') + bar(put, c.end, c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand, 10);
+  const bars = (c.start !== null ? `<div style='margin:0 0 3px 0;'>${bar(put, c.start, COLORS.startBar, 6)}</div>` : '') + bar(put, c.end, put(c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand), 10);
   // The font comes from the card's cell (see NESTED_FONT in layout.ts).
   const td = `font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
   return `<tr>
