@@ -3,7 +3,7 @@
  * owned company's last known BRI score and its pending tasks (count, up to three
  * titles), and a "Get Back on Track" button to the app (APP_BASE_URL).
  */
-import { substitutedEmail, type SubstitutedEmail } from '../substitution.ts';
+import { substitutedEmail, Values, type SubstitutedEmail } from '../substitution.ts';
 import { button, card, escapeHtml, muted, paragraph, renderLayoutSubstituted, THEME, unsubscribeUrl } from './layout.ts';
 
 /** Template version, recorded with the email (bump when the wording changes). */
@@ -41,7 +41,8 @@ function tasksLine(c: NudgeCompany): string {
   return `${c.pendingTaskCount} pending ${c.pendingTaskCount === 1 ? 'task' : 'tasks'}`;
 }
 
-function companyHtml(c: NudgeCompany): string {
+/** A company's card: its markup in the template, what comes from data as values (`put`, see drift-report.ts); the titles are one value, so that their count makes no shape of its own. */
+function companyHtml(put: (html: string) => string, c: NudgeCompany): string {
   const more = c.pendingTaskCount - c.pendingTaskTitles.length;
   const titles = c.pendingTaskTitles.length
     ? `<ul style='margin:8px 0 0 0;padding:0 0 0 20px;'>${c.pendingTaskTitles.map((t) => `<li style='margin:0 0 4px 0;'>${escapeHtml(t)}</li>`).join('')}</ul>` +
@@ -49,14 +50,14 @@ function companyHtml(c: NudgeCompany): string {
     : '';
   // The font comes from the card's cell (see NESTED_FONT in layout.ts).
   return card(
-    `<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>${escapeHtml(c.name)}</div>
+    `<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>${put(escapeHtml(c.name))}</div>
 <table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'>
   <tr>
     <td style='font-size:15px;line-height:22px;color:${THEME.muted};padding:0 0 4px 0;'>Buyer Readiness Index</td>
-    <td align='right' style='font-size:15px;line-height:22px;font-weight:700;color:${THEME.brand};padding:0 0 4px 0;'>${escapeHtml(score(c.briScore))}</td>
+    <td align='right' style='font-size:15px;line-height:22px;font-weight:700;color:${THEME.brand};padding:0 0 4px 0;'>${put(escapeHtml(score(c.briScore)))}</td>
   </tr>
   <tr>
-    <td colspan='2' style='font-size:15px;line-height:22px;color:${THEME.text};'>${escapeHtml(tasksLine(c))}${titles}</td>
+    <td colspan='2' style='font-size:15px;line-height:22px;color:${THEME.text};'>${put(escapeHtml(tasksLine(c)))}${put(titles)}</td>
   </tr>
 </table>`,
   );
@@ -75,8 +76,9 @@ function companyText(c: NudgeCompany): string {
 
 /**
  * Renders the nudge for one user (all their owned active companies): as the
- * layout's shared template and this user's values, so that nudges can share a
- * SendGrid request; `html` and `text` are filled in when read.
+ * layout's template with the nudge's shape, and this user's values, so that
+ * nudges of one shape share a SendGrid request; `html` and `text` are filled in
+ * when read.
  */
 export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): SubstitutedEmail {
   const subject = `We haven't seen you in ${weeks(data.daysInactive)}`;
@@ -87,10 +89,14 @@ export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): Subs
       ? `It has been ${data.daysInactive} days since you last worked on ${data.companies[0]!.name} in Exit OSx. Buyers reward owners who keep their readiness moving; here is where you left off.`
       : `It has been ${data.daysInactive} days since you last worked on your companies in Exit OSx. Buyers reward owners who keep their readiness moving; here is where you left off.`;
   const cta = appBaseUrl;
+  // The markup is the nudge's shape (how many companies), in the template; the
+  // rest are values (paragraph escapes a tag unchanged).
+  const shape = new Values();
+  const { put } = shape;
   const bodyHtml = [
-    paragraph(greeting),
-    paragraph(intro),
-    ...data.companies.map(companyHtml),
+    paragraph(put(escapeHtml(greeting))),
+    paragraph(put(escapeHtml(intro))),
+    ...data.companies.map((c) => companyHtml(put, c)),
     button(cta, 'Get Back on Track'),
     paragraph('A few minutes on one task this week keeps your exit plan on course.'),
   ].join('\n');
@@ -103,6 +109,6 @@ export function renderInactivityNudge(data: NudgeData, appBaseUrl: string): Subs
     appBaseUrl,
     unsubscribeUrl: unsubscribeUrl(appBaseUrl, 'INACTIVITY_NUDGE'),
     reason: 'You get this email because you own a company on Exit OSx and have not signed in for a while.',
-  });
+  }, shape);
   return substitutedEmail(subject, substituted);
 }
