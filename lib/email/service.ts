@@ -24,7 +24,8 @@ import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutboxTransport } from './outbox.ts';
 import { SendGridTransport } from './sendgrid.ts';
-import { PERSONALIZATIONS_MAX, substitutable, type Substituted, type SubstitutionTemplate } from './substitution.ts';
+import { groupsOf, isPlausibleAddress, type GroupMember, type ToSend } from './groups.ts';
+import type { Substituted, SubstitutionTemplate } from './substitution.ts';
 import { OutcomeUnknownError, type Transport, type TransportGroup, type TransportMessage } from './transport.ts';
 
 export type EmailType = 'DRIFT_REPORT' | 'INACTIVITY_NUDGE';
@@ -541,61 +542,6 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       if (!deps.transport) await transport.close?.();
     },
   };
-}
-
-/** A claimed email of a `sendMany` chunk, to be sent. */
-interface ToSend {
-  b: BatchEmail;
-  email: EmailHead;
-  logId: string;
-  i: number;
-}
-
-/** A claimed email rendered for a group. */
-interface GroupMember extends Omit<ToSend, 'b'> {
-  content: EmailContent;
-}
-
-/** What `groupsOf` makes of a chunk's groupable emails: a request for a group, an email sent alone, or a render that failed. */
-type GroupUnit = { template: SubstitutionTemplate; members: GroupMember[] } | { alone: GroupMember } | (Omit<ToSend, 'b'> & { failed: unknown });
-
-/**
- * Renders groupable emails and groups them by their kind's template, at most
- * PERSONALIZATIONS_MAX a request. One that SendGrid could not fill from the
- * template (too large, no `substituted`, an address it would refuse) is a group
- * of its own, sent alone; one whose render throws fails alone.
- */
-function groupsOf(items: ToSend[], content: (b: BatchEmail) => () => EmailContent): GroupUnit[] {
-  const units: GroupUnit[] = [];
-  const byTemplate = new Map<SubstitutionTemplate, GroupMember[]>();
-  for (const { b, ...rest } of items) {
-    let rendered: EmailContent;
-    try {
-      rendered = content(b)();
-    } catch (err) {
-      units.push({ ...rest, failed: err });
-      continue;
-    }
-    const member: GroupMember = { ...rest, content: rendered };
-    const s = rendered.substituted;
-    if (!s || !isPlausibleAddress(rest.email.to) || !substitutable(s.values)) {
-      units.push({ alone: member });
-      continue;
-    }
-    let members = byTemplate.get(s.template);
-    if (!members || members.length >= PERSONALIZATIONS_MAX) {
-      members = [];
-      byTemplate.set(s.template, members);
-      units.push({ template: s.template, members });
-    }
-    members.push(member);
-  }
-  return units;
-}
-
-/** One address, local@domain with a dot in the domain, no spaces or angle brackets: what a provider can deliver to. */
-export function isPlausibleAddress(to: string): boolean {
-  return /^[^\s@<>,;"]+@[^\s@<>,;"]+\.[^\s@<>,;".]+$/.test(to);
 }
 
 /** Waits, or stops waiting when the run is asked to stop. */
