@@ -277,7 +277,9 @@ describe('the image, run by podman as in a pod', function () {
       await database.knex.raw('truncate email_log, drift_reports, value_ledger_entries, signals, exitosx_cron.runs cascade');
       for (let i = 0; i < 40; i++) await anOwnedCompany(database.knex);
       sendgrid.requests.length = 0;
-      sendgrid.delay(1000); // 40 companies, 2 emails at a time: ~20 s of run to stop in
+      // 40 companies: chunks of 16 (8 × EMAIL_CONCURRENCY), each chunk's reports in one
+      // request (one shape), each answered after 5 s: ~15 s of run to stop in.
+      sendgrid.delay(5000);
       const name = containerName();
       const env = ['-e', `DATABASE_URL=${url}`, '-e', `SENDGRID_API_KEY=${sendgrid.apiKey}`, '-e', `SENDGRID_API_URL=${sendgrid.url}`, '-e', 'EMAIL_CONCURRENCY=2'];
       try {
@@ -285,7 +287,7 @@ describe('the image, run by podman as in a pod', function () {
         expect(started.code, started.stderr).to.equal(0);
         // Wait until emails are going out (the job is mid-run).
         const deadline = Date.now() + 120_000;
-        while (sendgrid.requests.length < 4) {
+        while (sendgrid.requests.length < 1) {
           if (Date.now() > deadline) throw new Error(`the job sent nothing: ${(await podman(['logs', name])).stderr.slice(-2000)}`);
           await new Promise((r) => setTimeout(r, 100));
         }

@@ -153,15 +153,12 @@ describe('secrets never leave the process', function () {
       const started = Date.now();
       runs.push({ name, result: await runCli(args, options), ms: Date.now() - started });
     };
-    // SendGrid fails some sends: a 500 then a 429, a 400 whose body echoes the key, two more 500s.
-    const sendgridFailures = () =>
-      sendgrid.failNext(
-        { status: 500 },
-        { status: 429, headers: { 'Retry-After': '1' } },
-        { status: 400, body: { errors: [{ message: `The API key ${SENDGRID_API_KEY} is not allowed to send from this address`, field: 'from' }] } },
-        { status: 500 },
-        { status: 500 },
-      );
+    // SendGrid fails some sends. The run's emails go as one request (SendGrid
+    // personalizations): a 429, then a 400 whose body echoes the key, so that each is
+    // sent alone; two of those get the same 400 (stored as their errors), two a 500
+    // (retried).
+    const echo = { status: 400, body: { errors: [{ message: `The API key ${SENDGRID_API_KEY} is not allowed to send from this address`, field: 'from' }] } };
+    const sendgridFailures = () => sendgrid.failNext({ status: 429, headers: { 'Retry-After': '1' } }, echo, echo, echo, { status: 500 }, { status: 500 });
     sendgridFailures();
     await cli('detect-inactivity', ['detect-inactivity', ...now], { env, timeoutMs: 90_000 });
     sendgrid.recover();
