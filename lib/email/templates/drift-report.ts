@@ -11,19 +11,21 @@ import { abs, fixed2, formatDelta, formatMoney, formatMoneyChange, formatPercent
 import { CATEGORY_LABELS } from '../../drift/narrative.ts';
 import { monthName, periodOf } from '../../drift/period.ts';
 import type { CategoryMovement, Direction, DriftReport } from '../../drift/report.ts';
-import { substitutedEmail, Values, type SubstitutedEmail } from '../substitution.ts';
+import { shapedMarkup, substitutedEmail, Values, type SubstitutedEmail } from '../substitution.ts';
 import { button, card, escapeHtml, muted, paragraph, renderLayoutSubstituted, THEME, unsubscribeUrl } from './layout.ts';
 
-/**
- * How the markup takes what comes from the report: `put(html)` turns an escaped
- * fragment into a tag (Values.put), so the markup keeps only the report's shape
- * (which cards are there) and reports of one shape share a template and a
- * SendGrid request (lib/email/substitution.ts). A fragment whose markup varies
- * (a change, the movers) is one value, so that its branches do not make
- * shapes of their own. Helpers that escape what they are given (paragraph,
- * button) take a tag unchanged: a tag has no character escapeHtml rewrites.
+/*
+ * How the markup takes what comes from the report: `put(html)` (Values.put) turns
+ * an escaped fragment into a tag, so the markup keeps only the report's shape
+ * (which cards, rows and bars it has) and reports of one shape share a template and
+ * a SendGrid request (lib/email/substitution.ts). A fragment whose markup varies
+ * (a change, the movers) is one value, so that its branches make no shapes of their
+ * own. Each section puts its values first, then takes its markup from
+ * `shapedMarkup` under a key that decides it (its first tag and its branches), so
+ * the markup of a shape is built once, not per report. Helpers that escape what
+ * they are given (paragraph, button) take a tag unchanged: a tag has no character
+ * escapeHtml rewrites.
  */
-type Put = (html: string) => string;
 
 /** Template version, recorded with the email (bump when the wording changes). */
 export const DRIFT_REPORT_TEMPLATE_VERSION = 'drift-report/v1';
@@ -80,21 +82,42 @@ function barCells(score: bigint): number {
   return Math.min(BAR_WIDTH, cells);
 }
 
+/** The cells of a bar filled `filled` of BAR_WIDTH: the widths of its one or two cells (an empty or full bar has one). */
+function barWidths(filled: number): number[] {
+  return filled === 0 || filled === BAR_WIDTH ? [BAR_WIDTH] : [filled, BAR_WIDTH - filled];
+}
+
 /**
- * A horizontal bar drawn with table cells, `score` of 100 filled in `color`
- * (markup, a tag when it varies). The widths are values; an empty or full bar
- * (a score within 0.3 of 0 or 100, rare) has one cell, a shape of its own.
+ * A horizontal bar drawn with table cells, `filled` of BAR_WIDTH in `color` (markup,
+ * or a tag when it varies), the rest in the track colour; `widths` are the tags of
+ * its cells' widths (barWidths). An empty or full bar (a score within 0.3 of 0 or
+ * 100, rare) has one cell, a shape of its own.
  */
-function bar(put: Put, score: string | null, color: string, height: number): string {
-  const filled = score === null ? 0 : barCells(parseDecimal(score) ?? 0n);
+function bar(widths: string[], filled: number, color: string, height: number): string {
   // Size and colour as attributes only: every client honours width, height and
   // bgcolor on a cell, and the same again in style doubled the bars' bytes.
-  const cell = (w: number, c: string) => `<td width='${put(String(w))}' height='${height}' bgcolor='${c}' style='font-size:0;line-height:0;'>&nbsp;</td>`;
-  const cells = (filled > 0 ? cell(filled, color) : '') + (filled < BAR_WIDTH ? cell(BAR_WIDTH - filled, COLORS.track) : '');
+  const cell = (w: string, c: string) => `<td width='${w}' height='${height}' bgcolor='${c}' style='font-size:0;line-height:0;'>&nbsp;</td>`;
+  const cells = filled === 0 ? cell(widths[0]!, COLORS.track) : filled === BAR_WIDTH ? cell(widths[0]!, color) : cell(widths[0]!, color) + cell(widths[1]!, COLORS.track);
   return `<table role='presentation' width='${BAR_WIDTH}' cellpadding='0' cellspacing='0' border='0'><tr>${cells}</tr></table>`;
 }
 
-function heroHtml(put: Put, r: DriftReport): string {
+/** Cells of BAR_WIDTH filled for a score (decimal text; none: empty). */
+function filledOf(score: string | null): number {
+  return score === null ? 0 : barCells(parseDecimal(score) ?? 0n);
+}
+
+/** A bar's kind, for a shape's key: empty, full, or both cells. */
+function barKind(filled: number): string {
+  return filled === 0 ? 'e' : filled === BAR_WIDTH ? 'f' : 'm';
+}
+
+/** A fragment of the body: its markup, and the key that decides it (see shapedMarkup). */
+interface Shaped {
+  key: string;
+  html: string;
+}
+
+function heroHtml(shape: Values, r: DriftReport): Shaped {
   const { bri } = r;
   const t = tone(bri.delta, bri.direction);
   const prev = previousMonthName(r.period.month);
@@ -110,44 +133,76 @@ function heroHtml(put: Put, r: DriftReport): string {
       : `<span style='font-weight:700;color:${t.color};'>${t.arrow} ${escapeHtml(formatDelta(bri.delta!))} points</span> <span style='color:${THEME.muted};font-size:14px;'>from ${escapeHtml(formatScore(bri.start))} at the end of ${escapeHtml(prev)}</span>`;
   }
   const badge = bri.end === null ? '' : `<span style='display:inline-block;padding:2px 10px;border-radius:10px;background-color:${t.color};color:#ffffff;font-size:12px;font-weight:700;letter-spacing:0.5px;text-transform:uppercase;'>${escapeHtml(t.word)}</span>`;
-  return card(`<div style='font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;'>Buyer Readiness Index</div>
-<div style='margin:0 0 6px 0;'>${put(score)}</div>
-<div style='margin:0 0 10px 0;'>${put(change)}</div>
-${put(badge)}`);
+  const key = `hero${shape.next}`;
+  const [scoreTag, changeTag, badgeTag] = [shape.put(score), shape.put(change), shape.put(badge)];
+  return {
+    key,
+    html: shapedMarkup(key, () =>
+      card(`<div style='font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;'>Buyer Readiness Index</div>
+<div style='margin:0 0 6px 0;'>${scoreTag}</div>
+<div style='margin:0 0 10px 0;'>${changeTag}</div>
+${badgeTag}`),
+    ),
+  };
 }
 
-function categoryRow(put: Put, c: CategoryMovement): string {
+/** A category's row, and its key (which bars it draws, from which tag): the same key, the same markup. */
+function categoryRow(shape: Values, c: CategoryMovement): { key: string; html: string } {
+  const { put } = shape;
   const t = tone(c.delta);
-  const values = c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`;
-  const delta = c.delta === null ? '' : `<span style='color:${t.color};font-weight:700;'>${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`;
-  const bars = (c.start !== null ? `<div style='margin:0 0 3px 0;'>${bar(put, c.start, COLORS.startBar, 6)}</div>` : '') + bar(put, c.end, put(c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand), 10);
-  // The font comes from the card's cell (see NESTED_FONT in layout.ts).
-  const td = `font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
-  return `<tr>
-  <td style='${td}padding-right:8px;'>${put(escapeHtml(CATEGORY_LABELS[c.key]))}</td>
+  const first = shape.next;
+  // The values, in the order of their tags in the row's markup.
+  const startFilled = c.start === null ? -1 : filledOf(c.start);
+  const startWidths = startFilled < 0 ? [] : barWidths(startFilled).map((w) => put(String(w)));
+  const endColor = put(c.delta !== null && parseDecimal(c.delta) !== 0n ? t.color : THEME.brand);
+  const endFilled = filledOf(c.end);
+  const endWidths = barWidths(endFilled).map((w) => put(String(w)));
+  const label = put(escapeHtml(CATEGORY_LABELS[c.key]));
+  const values = put(c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`);
+  const delta = put(c.delta === null ? '' : `<span style='color:${t.color};font-weight:700;'>${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`);
+  const key = `row${first}${startFilled < 0 ? 'n' : barKind(startFilled)}${barKind(endFilled)}`;
+  const html = shapedMarkup(key, () => {
+    const bars = (startFilled >= 0 ? `<div style='margin:0 0 3px 0;'>${bar(startWidths, startFilled, COLORS.startBar, 6)}</div>` : '') + bar(endWidths, endFilled, endColor, 10);
+    // The font comes from the card's cell (see NESTED_FONT in layout.ts).
+    const td = `font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
+    return `<tr>
+  <td style='${td}padding-right:8px;'>${label}</td>
   <td width='${BAR_WIDTH}' style='${td}width:${BAR_WIDTH}px;'>${bars}</td>
-  <td align='right' style='${td}padding-left:8px;white-space:nowrap;'>${put(values)}</td>
-  <td align='right' width='64' style='${td}width:64px;white-space:nowrap;'>${put(delta)}</td>
+  <td align='right' style='${td}padding-left:8px;white-space:nowrap;'>${values}</td>
+  <td align='right' width='64' style='${td}width:64px;white-space:nowrap;'>${delta}</td>
 </tr>`;
+  });
+  return { key, html };
 }
 
-function categoriesHtml(put: Put, r: DriftReport): string {
-  if (r.categories.every((c) => c.end === null)) return '';
+function categoriesHtml(shape: Values, r: DriftReport): Shaped {
+  const { put } = shape;
+  if (r.categories.every((c) => c.end === null)) return { key: '', html: '' };
   const legend = r.categories.some((c) => c.start !== null)
     ? `<div style='margin:8px 0 0 0;font-size:12px;color:${THEME.muted};'><span style='display:inline-block;width:12px;height:6px;background-color:${COLORS.startBar};'></span> start of month &nbsp; <span style='display:inline-block;width:12px;height:10px;background-color:${THEME.brand};'></span> end of month (<span style='color:${COLORS.up};'>green</span> up, <span style='color:${COLORS.down};'>red</span> down)</div>`
     : '';
   const movers = r.topMovers.length
     ? `<div style='margin:12px 0 0 0;font-size:14px;'><strong>Biggest movers:</strong> ${r.topMovers.map((m) => `${escapeHtml(CATEGORY_LABELS[m.key])} <span style='color:${tone(m.delta).color};font-weight:700;'>${tone(m.delta).arrow}&nbsp;${escapeHtml(formatDelta(m.delta!))}</span>`).join(' &middot; ')}</div>`
     : '';
-  return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Categories</div>
+  const rows = r.categories.map((c) => categoryRow(shape, c));
+  const moversTag = put(movers);
+  // The card's markup is its rows' and the legend's: built once per key.
+  const key = `cat${rows.map((row) => row.key).join('')}${legend ? 'l' : ''}${moversTag}`;
+  return {
+    key,
+    html: shapedMarkup(key, () =>
+      card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Categories</div>
 <table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0' style='border-collapse:collapse;'>
-${r.categories.map((c) => categoryRow(put, c)).join('\n')}
-</table>${legend}${put(movers)}`);
+${rows.map((row) => row.html).join('\n')}
+</table>${legend}${moversTag}`),
+    ),
+  };
 }
 
-function stat(put: Put, value: string, label: string, color: string = THEME.text): string {
+/** A figure of the work card: its colour and value are tags. */
+function stat(colorTag: string, valueTag: string, label: string): string {
   return `<td align='center' width='33%' style='padding:4px;'>
-  <div style='font-size:26px;line-height:32px;font-weight:700;color:${put(color)};'>${put(escapeHtml(value))}</div>
+  <div style='font-size:26px;line-height:32px;font-weight:700;color:${colorTag};'>${valueTag}</div>
   <div style='font-size:13px;line-height:18px;color:${THEME.muted};'>${escapeHtml(label)}</div>
 </td>`;
 }
@@ -159,15 +214,23 @@ function signalsLine(r: DriftReport): string {
   return `${raised} · ${resolved ? `${resolved} resolved` : 'none resolved'}`;
 }
 
-function workHtml(put: Put, r: DriftReport): string {
+function workHtml(shape: Values, r: DriftReport): Shaped {
+  const { put } = shape;
   const { completed, pending, overdue } = r.tasks;
-  return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Tasks and signals</div>
+  const key = `work${shape.next}`;
+  const tags = [put(completed ? COLORS.up : THEME.text), put(String(completed)), put(THEME.text), put(String(pending)), put(overdue ? COLORS.down : THEME.text), put(String(overdue)), put(escapeHtml(signalsLine(r)))];
+  return {
+    key,
+    html: shapedMarkup(key, () =>
+      card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Tasks and signals</div>
 <table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'><tr>
-${stat(put, String(completed), 'completed this month', completed ? COLORS.up : THEME.text)}
-${stat(put, String(pending), 'still open')}
-${stat(put, String(overdue), 'overdue', overdue ? COLORS.down : THEME.text)}
+${stat(tags[0]!, tags[1]!, 'completed this month')}
+${stat(tags[2]!, tags[3]!, 'still open')}
+${stat(tags[4]!, tags[5]!, 'overdue')}
 </tr></table>
-<div style='margin:10px 0 0 0;font-size:14px;color:${THEME.text};'>${put(escapeHtml(signalsLine(r)))}</div>`);
+<div style='margin:10px 0 0 0;font-size:14px;color:${THEME.text};'>${tags[6]}</div>`),
+    ),
+  };
 }
 
 function moneyChangeHtml(change: string | null, percent: string | null, currency: string): string {
@@ -182,7 +245,7 @@ function valueRow(label: string, value: string, extra: string): string {
 <td align='right' style='font-size:15px;line-height:22px;color:${THEME.text};padding:3px 0;'><strong>${escapeHtml(value)}</strong>${extra}</td></tr>`;
 }
 
-function moneyHtml(put: Put, r: DriftReport): string {
+function moneyHtml(shape: Values, r: DriftReport): Shaped {
   const rows: string[] = [];
   const v = r.valuation;
   if (v.end) rows.push(valueRow('Valuation estimate', formatMoney(v.end.amount, v.end.currency), moneyChangeHtml(v.change?.amount ?? null, v.changePercent, v.end.currency)));
@@ -192,10 +255,17 @@ function moneyHtml(put: Put, r: DriftReport): string {
     if (f.latest.revenue !== null) rows.push(valueRow(`Revenue, ${month}`, formatMoney(f.latest.revenue), moneyChangeHtml(f.revenueChange, f.revenueChangePercent, 'USD')));
     if (f.latest.ebitda !== null) rows.push(valueRow(`EBITDA, ${month}`, formatMoney(f.latest.ebitda), moneyChangeHtml(f.ebitdaChange, f.ebitdaChangePercent, 'USD')));
   }
-  if (!rows.length) return '';
+  if (!rows.length) return { key: '', html: '' };
   const note = f?.previous ? `<div style='margin:6px 0 0 0;'>${muted(`Financial changes compare with ${monthName(f.previous.month)}.`)}</div>` : '';
-  return card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Value and financials</div>
-<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'>${put(rows.join('\n'))}</table>${put(note)}`);
+  const key = `money${shape.next}`;
+  const [rowsTag, noteTag] = [shape.put(rows.join('\n')), shape.put(note)];
+  return {
+    key,
+    html: shapedMarkup(key, () =>
+      card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Value and financials</div>
+<table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'>${rowsTag}</table>${noteTag}`),
+    ),
+  };
 }
 
 function textOf(r: DriftReport, greeting: string, url: string): string {
@@ -241,16 +311,22 @@ export function renderDriftReportEmail(report: DriftReport, recipient: DriftEmai
   const url = reportUrl(appBaseUrl, report);
   const shape = new Values();
   const { put } = shape;
-  const bodyHtml = [
-    paragraph(put(escapeHtml(greeting))),
-    heroHtml(put, report),
-    categoriesHtml(put, report),
-    workHtml(put, report),
-    moneyHtml(put, report),
-    `<div style='font-size:17px;font-weight:700;margin:8px 0 6px 0;'>In short</div>`,
-    paragraph(put(escapeHtml(report.narrative))),
-    button(put(escapeHtml(url)), 'See your full report'),
-  ].filter(Boolean).join('\n');
+  const greetingTag = put(escapeHtml(greeting));
+  const sections = [heroHtml(shape, report), categoriesHtml(shape, report), workHtml(shape, report), moneyHtml(shape, report)];
+  const [narrativeTag, urlTag] = [put(escapeHtml(report.narrative)), put(escapeHtml(url))];
+  // The body's markup is decided by its sections' keys (and the tags around them):
+  // built once per shape, and then the same string, found at once among the known shapes.
+  const bodyHtml = shapedMarkup(`body${greetingTag}${sections.map((x) => `|${x.key}`).join('')}|${narrativeTag}${urlTag}`, () =>
+    [
+      paragraph(greetingTag),
+      ...sections.map((x) => x.html),
+      `<div style='font-size:17px;font-weight:700;margin:8px 0 6px 0;'>In short</div>`,
+      paragraph(narrativeTag),
+      button(urlTag, 'See your full report'),
+    ]
+      .filter(Boolean)
+      .join('\n'),
+  );
   const substituted = renderLayoutSubstituted(
     {
       title: `${report.company.name} · ${month}`,
