@@ -159,18 +159,34 @@ function scoreText(value: Hundredths): string {
   return `${value < 0n ? '-' : ''}${a / 100n}${frac}`;
 }
 
-/** A score, exact, without trailing zeros: "61.5", "60", "61.75". */
-export function formatScore(value: string): string {
-  return scoreText(must(value));
+/**
+ * A formatter of decimal text, remembered by its input (at most MEMO_MAX inputs):
+ * scores and their changes are a few thousand texts repeated over every report
+ * (a drift email formats ~30), and each bigint step allocates.
+ */
+const MEMO_MAX = 32_768;
+function memoized(format: (text: string) => string): (text: string) => string {
+  const seen = new Map<string, string>();
+  return (text) => {
+    let out = seen.get(text);
+    if (out === undefined) {
+      out = format(text);
+      if (seen.size < MEMO_MAX) seen.set(text, out);
+    }
+    return out;
+  };
 }
 
+/** A score, exact, without trailing zeros: "61.5", "60", "61.75". */
+export const formatScore = memoized((value) => scoreText(must(value)));
+
 /** A signed score change: "+3.5", "-1.25", "0". */
-export function formatDelta(value: string): string {
+export const formatDelta = memoized((value) => {
   const d = must(value);
   const text = scoreText(abs(d));
   if (d === 0n) return text;
   return d < 0n ? `-${text}` : `+${text}`;
-}
+});
 
 /** A signed percentage with one decimal: "+5.0%", "-12.3%". */
 export function formatPercent(value: string): string {

@@ -56,10 +56,16 @@ function tone(delta: string | null, direction?: Direction): { color: string; arr
   return { color: COLORS.flat, arrow: HTML.flat, word: 'Stable' };
 }
 
+/** The name of the month before `month` ("2026-02" → "January 2026"), remembered: a run reports on one month. */
+const previousMonthNames = new Map<string, string>();
 function previousMonthName(month: string): string {
-  const { start } = periodOf(month);
-  const prev = new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() - 1, 1));
-  return monthName(prev.toISOString().slice(0, 7));
+  let name = previousMonthNames.get(month);
+  if (name === undefined) {
+    const { start } = periodOf(month);
+    name = monthName(new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() - 1, 1)).toISOString().slice(0, 7));
+    if (previousMonthNames.size < 64) previousMonthNames.set(month, name);
+  }
+  return name;
 }
 
 function subjectOf(r: DriftReport): string {
