@@ -3,45 +3,34 @@
  * then grouped by their kind's template (lib/email/substitution.ts), at most
  * PERSONALIZATIONS_MAX a request. The email service sends and records them.
  */
-import { PERSONALIZATIONS_MAX, substitutable, type SubstitutionTemplate } from './substitution.ts';
-import type { BatchEmail, EmailContent, EmailHead } from './service.ts';
+import { PERSONALIZATIONS_MAX, substitutable, type Substituted, type SubstitutionTemplate } from './substitution.ts';
 
-/** A claimed email of a `sendMany` chunk, to be sent. */
-export interface ToSend {
-  b: BatchEmail;
-  email: EmailHead;
-  logId: string;
-  i: number;
-}
+/** An email to group (T: what the caller knows of it) with its rendered content (C). */
+export type Member<T, C> = T & { content: C };
 
-/** A claimed email rendered for a group. */
-export interface GroupMember extends Omit<ToSend, 'b'> {
-  content: EmailContent;
-}
-
-/** What `groupsOf` makes of a chunk's groupable emails: a request for a group, an email sent alone, or a render that failed. */
-export type GroupUnit = { template: SubstitutionTemplate; members: GroupMember[] } | { alone: GroupMember } | (Omit<ToSend, 'b'> & { failed: unknown });
+/** What `groupsOf` makes of an email: part of a request for a group, an email sent alone, or a render that failed. */
+export type GroupUnit<T, C> = { template: SubstitutionTemplate; members: Array<Member<T, C>> } | { alone: Member<T, C> } | { item: T; failed: unknown };
 
 /**
- * Renders groupable emails and groups them by their kind's template, at most
+ * Renders emails and groups them by their kind's template, at most
  * PERSONALIZATIONS_MAX a request. One that SendGrid could not fill from the
- * template (too large, no `substituted`, an address it would refuse) is a group
- * of its own, sent alone; one whose render throws fails alone.
+ * template (too large, no `substituted`, an address it would refuse) is sent
+ * alone; one whose render throws fails alone.
  */
-export function groupsOf(items: ToSend[], content: (b: BatchEmail) => () => EmailContent): GroupUnit[] {
-  const units: GroupUnit[] = [];
-  const byTemplate = new Map<SubstitutionTemplate, GroupMember[]>();
-  for (const { b, ...rest } of items) {
-    let rendered: EmailContent;
+export function groupsOf<T extends { email: { to: string } }, C extends { substituted?: Substituted }>(items: T[], render: (item: T) => C): Array<GroupUnit<T, C>> {
+  const units: Array<GroupUnit<T, C>> = [];
+  const byTemplate = new Map<SubstitutionTemplate, Array<Member<T, C>>>();
+  for (const item of items) {
+    let content: C;
     try {
-      rendered = content(b)();
+      content = render(item);
     } catch (err) {
-      units.push({ ...rest, failed: err });
+      units.push({ item, failed: err });
       continue;
     }
-    const member: GroupMember = { ...rest, content: rendered };
-    const s = rendered.substituted;
-    if (!s || !isPlausibleAddress(rest.email.to) || !substitutable(s.values)) {
+    const member: Member<T, C> = { ...item, content };
+    const s = content.substituted;
+    if (!s || !isPlausibleAddress(item.email.to) || !substitutable(s.values)) {
       units.push({ alone: member });
       continue;
     }

@@ -24,7 +24,7 @@ import type { Logger } from '../telemetry/log.ts';
 import { redact } from '../telemetry/redact.ts';
 import { OutboxTransport } from './outbox.ts';
 import { SendGridTransport } from './sendgrid.ts';
-import { groupsOf, isPlausibleAddress, type GroupMember, type ToSend } from './groups.ts';
+import { groupsOf, isPlausibleAddress, type Member } from './groups.ts';
 import type { Substituted, SubstitutionTemplate } from './substitution.ts';
 import { OutcomeUnknownError, type Transport, type TransportGroup, type TransportMessage } from './transport.ts';
 
@@ -150,6 +150,17 @@ const STOPPED_BEFORE_SEND = 'not sent: the run was asked to stop before this ema
 
 /** `sendMany` claims this many emails per unit of email concurrency at once. */
 const CLAIM_CHUNK_PER_CONCURRENCY = 8;
+
+/** A claimed email of a `sendMany` chunk, to be sent. */
+interface ToSend {
+  b: BatchEmail;
+  email: EmailHead;
+  logId: string;
+  i: number;
+}
+
+/** A claimed email rendered for a group. */
+type GroupMember = Member<ToSend, EmailContent>;
 
 /** SendGrid category of each email type. */
 const CATEGORIES: Record<EmailType, string> = {
@@ -462,8 +473,8 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       const isGroupable = (c: ToSend) => canGroup && 'groupable' in c.b && c.b.groupable === true;
       await Promise.all([
         ...claimed.filter((c) => !isGroupable(c)).map(async ({ b, email, logId, i }) => settle(email, logId, i, await attempt(email, content(b), logId))),
-        ...groupsOf(claimed.filter(isGroupable), content).map(async (unit) => {
-          if ('failed' in unit) return (results[unit.i] = await recordFailure(unit.email, unit.logId, unit.failed));
+        ...groupsOf(claimed.filter(isGroupable), (c) => content(c.b)()).map(async (unit) => {
+          if ('failed' in unit) return (results[unit.item.i] = await recordFailure(unit.item.email, unit.item.logId, unit.failed));
           if ('alone' in unit || unit.members.length === 1) {
             const alone = 'alone' in unit ? unit.alone : unit.members[0]!;
             return settle(alone.email, alone.logId, alone.i, await attempt(alone.email, () => alone.content, alone.logId));

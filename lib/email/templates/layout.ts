@@ -162,7 +162,7 @@ function textConstants(c: LayoutContent): Record<string, string> {
 const TAG = { title: tag('title'), preheader: tag('preheader'), body: tag('body'), reason: tag('reason'), textTitle: tag('text.title'), textBody: tag('text.body'), textReason: tag('text.reason') } as const;
 
 /**
- * Shared templates by kind (app and unsubscribe link), then by the body's shape:
+ * Shared templates by kind (app and unsubscribe link; at most 16), then by the body's shape:
  * at most SHAPES_MAX shapes a kind, the oldest forgotten first (an email whose
  * shape was forgotten gets a template of its own and is sent alone). A shape is
  * found by comparing the markup with each known one, which for strings of
@@ -175,14 +175,16 @@ const kinds = new Map<string, Array<{ body: string; template: SubstitutionTempla
 function sharedTemplate(c: LayoutContent, body: string): SubstitutionTemplate {
   const kind = `${c.appBaseUrl}\n${c.unsubscribeUrl}`;
   let shapes = kinds.get(kind);
-  if (!shapes) kinds.set(kind, (shapes = []));
-  for (const known of shapes) if (known.body === body) return known.template;
+  if (!shapes && kinds.size < 16) kinds.set(kind, (shapes = []));
+  for (const known of shapes ?? []) if (known.body === body) return known.template;
   const template = {
     html: SHELL({ ...htmlConstants(c), title: TAG.title, preheader: TAG.preheader, body, reason: TAG.reason }),
     text: TEXT_SHELL({ ...textConstants(c), title: TAG.textTitle, body: TAG.textBody, reason: TAG.textReason }),
   };
-  if (shapes.length >= SHAPES_MAX) shapes.shift();
-  if (kinds.size <= 16) shapes.push({ body, template });
+  if (shapes) {
+    if (shapes.length >= SHAPES_MAX) shapes.shift();
+    shapes.push({ body, template });
+  }
   return template;
 }
 
