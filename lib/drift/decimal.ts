@@ -11,6 +11,7 @@
  * is rounded half away from zero to hundredths once, when it is read: a delta is
  * then always the difference of the two figures the reader sees.
  */
+import { memoized } from './memo.ts';
 
 /** A decimal as a whole number of hundredths: "61.50" → 6150n. */
 export type Hundredths = bigint;
@@ -160,25 +161,13 @@ function scoreText(value: Hundredths): string {
 }
 
 /**
- * A formatter of decimal text, remembered by its input (at most MEMO_MAX inputs):
- * scores and their changes are a few thousand texts repeated over every report
- * (a drift email formats ~30), and each bigint step allocates.
+ * Scores and their changes are a few thousand texts repeated over every report (a
+ * drift email formats ~30), and each bigint step allocates: formatted once each.
  */
-const MEMO_MAX = 32_768;
-function memoized(format: (text: string) => string): (text: string) => string {
-  const seen = new Map<string, string>();
-  return (text) => {
-    let out = seen.get(text);
-    if (out === undefined) {
-      out = format(text);
-      if (seen.size < MEMO_MAX) seen.set(text, out);
-    }
-    return out;
-  };
-}
+const FORMATTED_MAX = 32_768;
 
 /** A score, exact, without trailing zeros: "61.5", "60", "61.75". */
-export const formatScore = memoized((value) => scoreText(must(value)));
+export const formatScore = memoized((value) => scoreText(must(value)), FORMATTED_MAX);
 
 /** A signed score change: "+3.5", "-1.25", "0". */
 export const formatDelta = memoized((value) => {
@@ -186,7 +175,7 @@ export const formatDelta = memoized((value) => {
   const text = scoreText(abs(d));
   if (d === 0n) return text;
   return d < 0n ? `-${text}` : `+${text}`;
-});
+}, FORMATTED_MAX);
 
 /** A signed percentage with one decimal: "+5.0%", "-12.3%". */
 export function formatPercent(value: string): string {

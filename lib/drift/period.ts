@@ -3,6 +3,7 @@
  * clock; `--period YYYY-MM` picks an earlier one (a backfill). Everything in UTC.
  */
 import { ConfigError } from '../errors.ts';
+import { memoized } from './memo.ts';
 
 export interface DriftPeriod {
   /** `YYYY-MM`. */
@@ -43,15 +44,11 @@ export function reportingPeriod(now: Date, requested?: string): DriftPeriod {
 /** Made once: building an Intl formatter per call was 9% of the drift job's CPU (bench/FINDINGS.md). */
 const MONTH_NAME = new Intl.DateTimeFormat('en-US', { month: 'long', year: 'numeric', timeZone: 'UTC' });
 
-/** Names already made: a run names the same few months ~10 times per report, and formatting one costs microseconds. */
-const monthNames = new Map<string, string>();
+/** The month as readers say it: "March 2026". Remembered: a run names the same few months ~10 times per report, and formatting one costs microseconds. */
+export const monthName = memoized((month) => MONTH_NAME.format(periodOf(month).start), 1000);
 
-/** The month as readers say it: "March 2026". */
-export function monthName(month: string): string {
-  let name = monthNames.get(month);
-  if (name === undefined) {
-    name = MONTH_NAME.format(periodOf(month).start);
-    if (monthNames.size < 1000) monthNames.set(month, name);
-  }
-  return name;
-}
+/** The name of the month before `month` ("2026-02" → "January 2026"), remembered likewise. */
+export const previousMonthName = memoized((month) => {
+  const { start } = periodOf(month);
+  return monthName(monthText(new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() - 1, 1))));
+}, 1000);

@@ -9,7 +9,7 @@
  */
 import { abs, fixed2, formatDelta, formatMoney, formatMoneyChange, formatPercent, formatScore, parseDecimal } from '../../drift/decimal.ts';
 import { CATEGORY_LABELS } from '../../drift/narrative.ts';
-import { monthName, periodOf } from '../../drift/period.ts';
+import { monthName, previousMonthName } from '../../drift/period.ts';
 import type { CategoryMovement, Direction, DriftReport } from '../../drift/report.ts';
 import { shapedMarkup, substitutedEmail, Values, type SubstitutedEmail } from '../substitution.ts';
 import { button, card, escapeHtml, muted, paragraph, renderLayoutSubstituted, THEME, unsubscribeUrl } from './layout.ts';
@@ -54,18 +54,6 @@ function tone(delta: string | null, direction?: Direction): { color: string; arr
   if (direction === 'IMPROVING' || (d !== null && d > 0n)) return { color: COLORS.up, arrow: HTML.up, word: 'Improving' };
   if (direction === 'DECLINING' || (d !== null && d < 0n)) return { color: COLORS.down, arrow: HTML.down, word: 'Declining' };
   return { color: COLORS.flat, arrow: HTML.flat, word: 'Stable' };
-}
-
-/** The name of the month before `month` ("2026-02" → "January 2026"), remembered: a run reports on one month. */
-const previousMonthNames = new Map<string, string>();
-function previousMonthName(month: string): string {
-  let name = previousMonthNames.get(month);
-  if (name === undefined) {
-    const { start } = periodOf(month);
-    name = monthName(new Date(Date.UTC(start.getUTCFullYear(), start.getUTCMonth() - 1, 1)).toISOString().slice(0, 7));
-    if (previousMonthNames.size < 64) previousMonthNames.set(month, name);
-  }
-  return name;
 }
 
 function subjectOf(r: DriftReport): string {
@@ -123,6 +111,11 @@ interface Shaped {
   html: string;
 }
 
+/** The fragment whose markup `key` decides: built by `build` the first time only. */
+function shaped(key: string, build: () => string): Shaped {
+  return { key, html: shapedMarkup(key, build) };
+}
+
 function heroHtml(shape: Values, r: DriftReport): Shaped {
   const { bri } = r;
   const t = tone(bri.delta, bri.direction);
@@ -141,19 +134,16 @@ function heroHtml(shape: Values, r: DriftReport): Shaped {
   const badge = bri.end === null ? '' : `<span style='display:inline-block;padding:2px 10px;border-radius:10px;background-color:${t.color};color:#ffffff;font-size:12px;font-weight:700;letter-spacing:0.5px;text-transform:uppercase;'>${escapeHtml(t.word)}</span>`;
   const key = `hero${shape.next}`;
   const [scoreTag, changeTag, badgeTag] = [shape.put(score), shape.put(change), shape.put(badge)];
-  return {
-    key,
-    html: shapedMarkup(key, () =>
-      card(`<div style='font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;'>Buyer Readiness Index</div>
+  return shaped(key, () =>
+    card(`<div style='font-size:13px;color:${THEME.muted};text-transform:uppercase;letter-spacing:0.5px;margin:0 0 4px 0;'>Buyer Readiness Index</div>
 <div style='margin:0 0 6px 0;'>${scoreTag}</div>
 <div style='margin:0 0 10px 0;'>${changeTag}</div>
 ${badgeTag}`),
-    ),
-  };
+  );
 }
 
 /** A category's row, and its key (which bars it draws, from which tag): the same key, the same markup. */
-function categoryRow(shape: Values, c: CategoryMovement): { key: string; html: string } {
+function categoryRow(shape: Values, c: CategoryMovement): Shaped {
   const { put } = shape;
   const t = tone(c.delta);
   const first = shape.next;
@@ -166,8 +156,7 @@ function categoryRow(shape: Values, c: CategoryMovement): { key: string; html: s
   const label = put(escapeHtml(CATEGORY_LABELS[c.key]));
   const values = put(c.end === null ? HTML.dash : c.start === null ? escapeHtml(formatScore(c.end)) : `${escapeHtml(formatScore(c.start))} ${HTML.flat} ${escapeHtml(formatScore(c.end))}`);
   const delta = put(c.delta === null ? '' : `<span style='color:${t.color};font-weight:700;'>${t.arrow} ${escapeHtml(formatDelta(c.delta))}</span>`);
-  const key = `row${first}${startFilled < 0 ? 'n' : barKind(startFilled)}${barKind(endFilled)}`;
-  const html = shapedMarkup(key, () => {
+  return shaped(`row${first}${startFilled < 0 ? 'n' : barKind(startFilled)}${barKind(endFilled)}`, () => {
     const bars = (startFilled >= 0 ? `<div style='margin:0 0 3px 0;'>${bar(startWidths, startFilled, COLORS.startBar, 6)}</div>` : '') + bar(endWidths, endFilled, endColor, 10);
     // The font comes from the card's cell (see NESTED_FONT in layout.ts).
     const td = `font-size:14px;line-height:20px;color:${THEME.text};padding:7px 0;border-bottom:1px solid ${THEME.border};vertical-align:middle;`;
@@ -178,7 +167,6 @@ function categoryRow(shape: Values, c: CategoryMovement): { key: string; html: s
   <td align='right' width='64' style='${td}width:64px;white-space:nowrap;'>${delta}</td>
 </tr>`;
   });
-  return { key, html };
 }
 
 function categoriesHtml(shape: Values, r: DriftReport): Shaped {
@@ -193,16 +181,12 @@ function categoriesHtml(shape: Values, r: DriftReport): Shaped {
   const rows = r.categories.map((c) => categoryRow(shape, c));
   const moversTag = put(movers);
   // The card's markup is its rows' and the legend's: built once per key.
-  const key = `cat${rows.map((row) => row.key).join('')}${legend ? 'l' : ''}${moversTag}`;
-  return {
-    key,
-    html: shapedMarkup(key, () =>
-      card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Categories</div>
+  return shaped(`cat${rows.map((row) => row.key).join('')}${legend ? 'l' : ''}${moversTag}`, () =>
+    card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Categories</div>
 <table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0' style='border-collapse:collapse;'>
 ${rows.map((row) => row.html).join('\n')}
 </table>${legend}${moversTag}`),
-    ),
-  };
+  );
 }
 
 /** A figure of the work card: its colour and value are tags. */
@@ -225,18 +209,15 @@ function workHtml(shape: Values, r: DriftReport): Shaped {
   const { completed, pending, overdue } = r.tasks;
   const key = `work${shape.next}`;
   const tags = [put(completed ? COLORS.up : THEME.text), put(String(completed)), put(THEME.text), put(String(pending)), put(overdue ? COLORS.down : THEME.text), put(String(overdue)), put(escapeHtml(signalsLine(r)))];
-  return {
-    key,
-    html: shapedMarkup(key, () =>
-      card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Tasks and signals</div>
+  return shaped(key, () =>
+    card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Tasks and signals</div>
 <table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'><tr>
 ${stat(tags[0]!, tags[1]!, 'completed this month')}
 ${stat(tags[2]!, tags[3]!, 'still open')}
 ${stat(tags[4]!, tags[5]!, 'overdue')}
 </tr></table>
 <div style='margin:10px 0 0 0;font-size:14px;color:${THEME.text};'>${tags[6]}</div>`),
-    ),
-  };
+  );
 }
 
 function moneyChangeHtml(change: string | null, percent: string | null, currency: string): string {
@@ -265,13 +246,10 @@ function moneyHtml(shape: Values, r: DriftReport): Shaped {
   const note = f?.previous ? `<div style='margin:6px 0 0 0;'>${muted(`Financial changes compare with ${monthName(f.previous.month)}.`)}</div>` : '';
   const key = `money${shape.next}`;
   const [rowsTag, noteTag] = [shape.put(rows.join('\n')), shape.put(note)];
-  return {
-    key,
-    html: shapedMarkup(key, () =>
-      card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Value and financials</div>
+  return shaped(key, () =>
+    card(`<div style='font-size:17px;font-weight:700;margin:0 0 8px 0;'>Value and financials</div>
 <table role='presentation' width='100%' cellpadding='0' cellspacing='0' border='0'>${rowsTag}</table>${noteTag}`),
-    ),
-  };
+  );
 }
 
 function textOf(r: DriftReport, greeting: string, url: string): string {
