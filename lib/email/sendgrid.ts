@@ -63,14 +63,18 @@ export class SendGridTransport implements Transport {
     this.headers = { authorization: `Bearer ${options.apiKey}`, 'content-type': 'application/json', accept: 'application/json', 'user-agent': 'exitosx-cron (sendgrid v3)' };
   }
 
-  async send(m: TransportMessage): Promise<{ messageId: string | null }> {
-    const { headers } = await this.exchange('POST', this.path, mailSendBody(m));
-    return { messageId: headerValue(headers, 'x-message-id') ?? null };
+  send(m: TransportMessage): Promise<{ messageId: string | null }> {
+    return this.mailSend(mailSendBody(m));
   }
 
   /** A group in one request: a personalization per member, the template once (lib/email/substitution.ts). */
-  async sendGroup(group: TransportGroup): Promise<{ messageId: string | null }> {
-    const { headers } = await this.exchange('POST', this.path, mailSendGroupBody(group));
+  sendGroup(group: TransportGroup): Promise<{ messageId: string | null }> {
+    return this.mailSend(mailSendGroupBody(group));
+  }
+
+  /** POST /v3/mail/send with this body; the provider's id of what it accepted. */
+  private async mailSend(body: string): Promise<{ messageId: string | null }> {
+    const { headers } = await this.exchange('POST', this.path, body);
     return { messageId: headerValue(headers, 'x-message-id') ?? null };
   }
 

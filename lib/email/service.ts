@@ -356,7 +356,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       const messageId = await deliverGroup(members, template);
       return members.map(() => ({ messageId }));
     } catch (err) {
-      const original = err instanceof AbortError ? (err.originalError ?? err) : err;
+      const original = unwrapped(err);
       if (original instanceof PermanentError && !(original instanceof OutcomeUnknownError)) {
         log.warn('email:group-refused', { count: members.length, key: members[0]!.email.idempotencyKey, error: redact(messageOf(original)), detail: 'sending each of the request alone' });
         return Promise.all(members.map((m) => attempt(m.email, () => m.content, m.logId)));
@@ -368,7 +368,7 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
   /** Records an email the transport did not take: FAILED with its error (a stop before sending is a known error: owed to the next run). */
   const recordFailure = async (email: EmailHead, logId: string, err: unknown): Promise<SendResult> => {
     const fields = { key: email.idempotencyKey, type: email.type, userId: email.userId };
-    const original = err instanceof AbortError ? (err.originalError ?? err) : err;
+    const original = unwrapped(err);
     if (original instanceof StoppedBeforeSendError) {
       // A known error: the next run claims it back (reclaimFailed) and sends it.
       await markFailed(db, logId, STOPPED_BEFORE_SEND);
@@ -553,6 +553,11 @@ export function createEmailService(deps: EmailServiceDeps): EmailService {
       if (!deps.transport) await transport.close?.();
     },
   };
+}
+
+/** The error itself, out of the AbortError p-retry was given to stop retrying it. */
+function unwrapped(err: unknown): unknown {
+  return err instanceof AbortError ? (err.originalError ?? err) : err;
 }
 
 /** Waits, or stops waiting when the run is asked to stop. */
