@@ -5,8 +5,8 @@
  */
 import { expect } from 'chai';
 import { renderInactivityNudge, type NudgeData } from '../../lib/email/templates/inactivity-nudge.ts';
-import { fill } from '../../lib/email/substitution.ts';
-import { button, renderLayout, renderLayoutSubstituted } from '../../lib/email/templates/layout.ts';
+import { fill, Values } from '../../lib/email/substitution.ts';
+import { button, escapeHtml, renderLayout, renderLayoutSubstituted } from '../../lib/email/templates/layout.ts';
 
 const APP = 'https://app.example.test';
 /** The product app's notification settings, opened on the nudges' unsubscribe (written out: not built by the code under test). */
@@ -76,12 +76,17 @@ describe('email templates', () => {
     });
 
     it('as one shared template and each email\'s values (SendGrid substitutions), fills in to exactly what renderLayout gives', () => {
-      const content = (title: string) => ({ title, preheader: 'pre <b>', bodyHtml: `<p>body of ${title} {{title}}</p>`, bodyText: ' body\n', appBaseUrl: APP, unsubscribeUrl: `${APP}/u?a=1&b=2`, reason: 'Because.' });
-      const one = renderLayoutSubstituted(content('T & T'));
-      const two = renderLayoutSubstituted(content('Ünïcode 50%'));
+      // The body's own value (`body`) is markup with a tag in the shared form, and in place in the whole one.
+      const content = (title: string, body: string) => ({ title, preheader: 'pre <b>', bodyHtml: `<p>body of ${body} {{title}}</p>`, bodyText: ' body\n', appBaseUrl: APP, unsubscribeUrl: `${APP}/u?a=1&b=2`, reason: 'Because.' });
+      const substituted = (title: string) => {
+        const shape = new Values();
+        return renderLayoutSubstituted(content(title, shape.put(escapeHtml(title))), shape);
+      };
+      const one = substituted('T & T');
+      const two = substituted('Ünïcode 50%');
       expect(two.template).to.equal(one.template);
       for (const [s, title] of [[one, 'T & T'], [two, 'Ünïcode 50%']] as const) {
-        const whole = renderLayout(content(title));
+        const whole = renderLayout(content(title, escapeHtml(title)));
         expect(fill(s.template.html, s.values)).to.equal(whole.html);
         expect(fill(s.template.text, s.values)).to.equal(whole.text);
       }

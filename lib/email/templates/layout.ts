@@ -141,7 +141,11 @@ Unsubscribe: {{unsubscribeUrl}}
 Email preferences: {{preferencesUrl}}
 `);
 
-/** Puts content into the layout; returns the HTML and plain-text versions. */
+/**
+ * Puts content into the layout, whole; returns the HTML and plain-text versions.
+ * The jobs render with `renderLayoutSubstituted`; this is what its filling must
+ * give (test/email/templates.test.ts).
+ */
 export function renderLayout(c: LayoutContent): { html: string; text: string } {
   const html = SHELL({ title: escapeHtml(c.title), preheader: escapeHtml(c.preheader), body: c.bodyHtml, ...htmlConstants(c) });
   const text = TEXT_SHELL({ title: c.title, body: c.bodyText.trim(), ...textConstants(c) });
@@ -159,7 +163,7 @@ function textConstants(c: LayoutContent): Record<string, string> {
 }
 
 /** The tags of what differs between two emails of one kind in the layout. */
-const TAG = { title: tag('title'), preheader: tag('preheader'), body: tag('body'), reason: tag('reason'), textTitle: tag('text.title'), textBody: tag('text.body'), textReason: tag('text.reason') } as const;
+const TAG = { title: tag('title'), preheader: tag('preheader'), reason: tag('reason'), textTitle: tag('text.title'), textBody: tag('text.body'), textReason: tag('text.reason') } as const;
 
 /**
  * Shared templates by kind (app and unsubscribe link; at most 16), then by the body's shape:
@@ -191,19 +195,19 @@ function sharedTemplate(c: LayoutContent, body: string): SubstitutionTemplate {
 /**
  * `renderLayout`'s content as a shared template and this email's values, so that
  * emails of one kind can share a SendGrid request (lib/email/substitution.ts);
- * filling the template gives exactly what `renderLayout` gives. The body is one
- * value, or, with `shape`, markup with tags (`Values.put`) that goes into the
- * template: emails whose bodies have the same shape share it.
+ * filling the template gives exactly what `renderLayout` gives. The body is markup
+ * with tags (`shape.put`) and goes into the template: emails whose bodies have the
+ * same shape share it.
  */
-export function renderLayoutSubstituted(c: LayoutContent, shape?: Values): Substituted {
-  const values = shape?.values ?? { [TAG.body]: c.bodyHtml };
+export function renderLayoutSubstituted(c: LayoutContent, shape: Values): Substituted {
+  const { values } = shape;
   values[TAG.title] = escapeHtml(c.title);
   values[TAG.preheader] = escapeHtml(c.preheader);
   values[TAG.reason] = escapeHtml(c.reason);
   values[TAG.textTitle] = c.title;
   values[TAG.textBody] = c.bodyText.trim();
   values[TAG.textReason] = c.reason;
-  return { template: sharedTemplate(c, shape ? c.bodyHtml : TAG.body), values };
+  return { template: sharedTemplate(c, c.bodyHtml), values };
 }
 
 /** A paragraph of escaped text. */
