@@ -291,7 +291,7 @@ export async function insertDriftReports(db: Knex, reports: DriftReport[], now: 
     const { rows } = await trx.raw<{ rows: Array<{ id: string; company_id: string }> }>(
       `insert into drift_reports (company_id, period_start, period_end, bri_score_start, bri_score_end, bri_delta, direction, report, created_at)
        select v.company_id, v.period_start, v.period_end, v.bri_start::numeric, v.bri_end::numeric, v.bri_delta::numeric, v.direction, v.report, ?
-       from jsonb_to_recordset(?::jsonb) as v(company_id text, period_start timestamptz, period_end timestamptz,
+       from json_to_recordset(?::json) as v(company_id text, period_start timestamptz, period_end timestamptz,
                                               bri_start text, bri_end text, bri_delta text, direction text, report jsonb)
        on conflict (company_id, period_start) do nothing
        returning id, company_id`,

@@ -115,7 +115,7 @@ export async function claimMany(db: Knex, claims: EmailClaim[], now: Date): Prom
   const { rows } = await db.raw<{ rows: Array<{ id: string; idempotency_key: string }> }>(
     `insert into email_log (user_id, to_email, email_type, idempotency_key, status, error, created_at)
      select v.user_id, v.to_email, v.email_type, v.idempotency_key, v.status, v.error, ?
-     from jsonb_to_recordset(?::jsonb) as v(user_id text, to_email text, email_type text, idempotency_key text, status text, error text)
+     from json_to_recordset(?::json) as v(user_id text, to_email text, email_type text, idempotency_key text, status text, error text)
      on conflict (idempotency_key) do nothing
      returning id, idempotency_key`,
     [now, JSON.stringify(claims.map((c) => ({ user_id: c.userId, to_email: c.to, email_type: c.type, idempotency_key: c.idempotencyKey, status: c.status, error: c.error ?? null })))],
@@ -131,7 +131,7 @@ export async function markSentMany(db: Knex, sent: Array<{ id: string; providerM
   await db.raw(
     `update email_log e
      set status = 'SENT', provider_message_id = v.mid, sent_at = ?, error = null
-     from jsonb_to_recordset(?::jsonb) as v(id text, mid text)
+     from json_to_recordset(?::json) as v(id text, mid text)
      where e.id = v.id and e.status in ('PENDING', 'FAILED')`,
     [now, JSON.stringify(sent.map((s) => ({ id: s.id, mid: s.providerMessageId })))],
   );

@@ -172,7 +172,7 @@ export async function recordSyncSuccessesIfLive(trx: Knex, ids: string[], now: D
     `update quickbooks_integrations i
      set last_sync_at = ?, last_sync_status = 'SUCCESS', last_sync_error = null, updated_at = ?
      from companies c
-     where i.id in (select jsonb_array_elements_text(?::jsonb)) and c.id = i.company_id and c.deleted_at is null
+     where i.id in (select json_array_elements_text(?::json)) and c.id = i.company_id and c.deleted_at is null
      returning i.id`,
     [now, now, JSON.stringify(ids)],
   );

@@ -103,7 +103,7 @@ export async function openSignals(db: Knex, signals: NewSignal[], now: Date): Pr
   const { rows: inserted } = await db.raw<{ rows: Array<{ id: string; company_id: string; user_id: string | null; event_type: string }> }>(
     `insert into signals (company_id, user_id, channel, event_type, category, severity, confidence, title, description, metadata, created_at, updated_at)
      select v.company_id, v.user_id, v.channel, v.event_type, v.category, v.severity, v.confidence, v.title, v.description, v.metadata::jsonb, ?, ?
-     from jsonb_to_recordset(?::jsonb) as v(company_id text, user_id text, channel text, event_type text, category text, severity text,
+     from json_to_recordset(?::json) as v(company_id text, user_id text, channel text, event_type text, category text, severity text,
                                             confidence text, title text, description text, metadata text)
      on conflict (company_id, event_type, coalesce(user_id, '')) where resolved_at is null do nothing
      returning id, company_id, user_id, event_type`,
@@ -140,7 +140,7 @@ export async function escalateSignals(db: Knex, escalations: Escalation[], now: 
   const { rows } = await db.raw<{ rows: Array<{ id: string }> }>(
     `update signals s
      set severity = v.severity, title = v.title, metadata = v.metadata::jsonb, updated_at = ?
-     from jsonb_to_recordset(?::jsonb) as v(id text, from_severity text, severity text, title text, metadata text)
+     from json_to_recordset(?::json) as v(id text, from_severity text, severity text, title text, metadata text)
      where s.id = v.id and s.resolved_at is null and s.severity = v.from_severity
      returning s.id`,
     [now, JSON.stringify(escalations.map((e) => ({ id: e.id, from_severity: e.fromSeverity, severity: e.severity, title: e.title, metadata: JSON.stringify(e.metadata) })))],
@@ -169,7 +169,7 @@ export async function resolveOpenSignal(db: Knex, subject: { companyId: string; 
  */
 export async function resolveOpenCompanySignals(db: Knex, companyIds: string[], eventType: string, resolution: string, now: Date, entries: LedgerEntry[] = []): Promise<string[]> {
   if (!companyIds.length && !entries.length) return [];
-  return resolveOpenSignalsWhere(db, 'company_id in (select jsonb_array_elements_text(?::jsonb)) and event_type = ? and coalesce(user_id, \'\') = \'\'', [JSON.stringify(companyIds), eventType], resolution, now, entries);
+  return resolveOpenSignalsWhere(db, 'company_id in (select json_array_elements_text(?::json)) and event_type = ? and coalesce(user_id, \'\') = \'\'', [JSON.stringify(companyIds), eventType], resolution, now, entries);
 }
 
 /**
@@ -187,7 +187,7 @@ async function resolveOpenSignalsWhere(db: Knex, where: string, whereBindings: K
      entries as (
        insert into value_ledger_entries (company_id, signal_id, entry_type, summary, details, created_at)
        select e.company_id, e.signal_id, e.entry_type, e.summary, e.details, ?::timestamptz
-       from jsonb_to_recordset(?::jsonb) as e(company_id text, signal_id text, entry_type text, summary text, details jsonb)
+       from json_to_recordset(?::json) as e(company_id text, signal_id text, entry_type text, summary text, details jsonb)
        union all
        select r.company_id, r.id, 'SIGNAL_RESOLVED', 'Resolved: ' || r.title, jsonb_build_object('resolution', ?::text), ?::timestamptz
        from resolved r
