@@ -18,7 +18,7 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { openPostgresUrl } from '../lib/db/connect.ts';
 import { buildCli, runChild, ROOT, type ChildResult } from './lib/child.ts';
-import { copyDatabase, databaseSize, dbStats, dropDatabase, generateTemplate, GENERATOR_VERSION, keyId, readTemplateMeta, serverInfo, statsDelta, urlFor, withAdmin, type DbStats, type TemplateMeta } from './lib/database.ts';
+import { copyDatabase, databaseSize, dbStats, dropDatabase, generateTemplate, GENERATOR_VERSION, keyId, quiesce, readTemplateMeta, serverInfo, statsDelta, urlFor, withAdmin, type DbStats, type TemplateMeta } from './lib/database.ts';
 import { driftFloor, inactivityFloor, syncFloor, type Floor } from './lib/floors.ts';
 import { scaleFor } from './lib/generate.ts';
 import { BENCH_JOBS, JOB_NAMES, shortSummary, type JobName } from './lib/jobs.ts';
@@ -167,6 +167,8 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
   const bench = BENCH_JOBS[job];
   let floor: Floor | null = null;
   let floorError: string | undefined;
+  const quiet = await quiesce(SERVER);
+  log(`  ${job}: database quiet (checkpoint ${quiet.checkpointMs} ms, waited ${quiet.vacuumWaitMs} ms for autovacuum)`);
   if (job !== 'sync-quickbooks') {
     try {
       floor = await withDb(dbName, (db) => (job === 'detect-inactivity' ? inactivityFloor(db.knex, NOW) : driftFloor(db.knex, NOW, driftPeriod(NOW))));
@@ -176,6 +178,8 @@ async function runSingle(users: number, job: JobName, dbName: string, sendgrid: 
       log(`  ${job} floor FAILED: ${floorError}`);
     }
   }
+  // The floor's rolled-back writes, too, are written back before the job starts.
+  if (floor) await quiesce(SERVER);
   await settle();
   const before = await dbStats(SERVER, dbName);
   const sentBefore = sendgrid.accepted;
@@ -258,6 +262,7 @@ function summarise(users: number, job: JobName, child: ChildResult, pgStats: DbS
 }
 
 async function runSharded(users: number, job: JobName, dbName: string, sendgrid: SendGridSink, qbo: QuickBooksFront, single: JobResult, singlePrint: Fingerprint): Promise<ShardedResult> {
+  await quiesce(SERVER);
   qbo.reset();
   const started = performance.now();
   const children = await Promise.all(Array.from({ length: SHARDS }, (_, index) => runChild({

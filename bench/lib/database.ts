@@ -234,3 +234,25 @@ export async function serverInfo(serverUrl: string): Promise<Record<string, stri
     return Object.fromEntries(rows.map((r) => [r.name, r.setting]));
   });
 }
+
+/**
+ * Lets the server finish the previous step's work before a job (or its floor) is
+ * timed: a CHECKPOINT writes back what the last job dirtied, then any autovacuum
+ * worker already running is waited for (up to `maxWaitMs`). Without it, the job
+ * after generate-drift-reports ran while PostgreSQL wrote back and vacuumed that
+ * job's rows, on the same two cores (bench/FINDINGS.md, round six).
+ */
+export async function quiesce(serverUrl: string, maxWaitMs = 120_000): Promise<{ checkpointMs: number; vacuumWaitMs: number }> {
+  return withAdmin(serverUrl, async (c) => {
+    const started = performance.now();
+    await c.query('checkpoint');
+    const checkpointMs = Math.round(performance.now() - started);
+    const waitFrom = performance.now();
+    for (;;) {
+      const { rows } = await c.query<{ n: string }>(`select count(*) as n from pg_stat_activity where backend_type = 'autovacuum worker'`);
+      if (Number(rows[0]!.n) === 0 || performance.now() - waitFrom > maxWaitMs) break;
+      await new Promise((r) => setTimeout(r, 250));
+    }
+    return { checkpointMs, vacuumWaitMs: Math.round(performance.now() - waitFrom) };
+  });
+}
