@@ -5,6 +5,9 @@
 import { Resvg } from '@resvg/resvg-js';
 import type { JobName } from './jobs.ts';
 
+/** Issue 16's memory goal for each job at 1M users: a CronJob can run with a 256Mi limit. */
+export const PEAK_RSS_GOAL_MB = 256;
+
 interface Point {
   users: number;
   job: JobName;
@@ -94,7 +97,7 @@ export function renderChart(rows: Point[]): Buffer {
 <rect width="${W}" height="${H}" fill="white"/>
 <text x="${W / 2}" y="28" text-anchor="middle" font-size="22">Exit OSx cron jobs: wall time and memory against scale (2 cores)</text>
 ${panel(100, 'Wall time (dashed: the floor)', 'seconds', rows, (p) => p.wallS, (p) => p.floorS)}
-${panel(680, 'Peak RSS of the job process', 'MB', rows, (p) => p.peakRssMb, null, { linear: true, goal: { value: 300, label: 'goal: 300 MB' } })}
+${panel(680, 'Peak RSS of the job process', 'MB', rows, (p) => p.peakRssMb, null, { linear: true, goal: { value: PEAK_RSS_GOAL_MB, label: `goal: ${PEAK_RSS_GOAL_MB} MB` } })}
 ${legend}
 </svg>`;
   return new Resvg(svg, { font: { loadSystemFonts: true, defaultFontFamily: 'DejaVu Sans' }, background: 'white' }).render().asPng();
